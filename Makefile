@@ -1,0 +1,43 @@
+# revmon developer tasks. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## install revmon and its dev tools into .venv
+
+.PHONY: demo
+demo: $(STAMP) ## run the live demo: embedded broker, worker, simulated revenue engine
+	$(VENV)/bin/revmon demo
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check revmon tests bench
+	$(VENV)/bin/ruff format --check revmon tests bench
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: lint ## lint, then every test (unit, integration on Tansu, end to end)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: $(STAMP) ## throughput and memory benchmarks
+	$(PY) bench/run.py
+
+.PHONY: clean
+clean: ## remove local state and caches (not .venv)
+	rm -rf .revmon-data .pytest_cache .mypy_cache .ruff_cache

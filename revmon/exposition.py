@@ -1,0 +1,111 @@
+"""Every metric revmon exports, declared once against an injected registry (SPEC §3.9)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from revmon import __version__
+from revmon.events import EVENT_TYPES, Reason
+from revmon.settings import Settings
+
+# `_created` series double the exposition and no dashboard or rule of revmon reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class OperationsMetrics:
+    """The operational series: applied, rejected, duplicate and late events, clocks, build.
+
+    Counters are per worker process; Prometheus adds them with `sum without (instance)`.
+    Every labelled series the config enumerates exists from the start, at 0.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        settings: Settings,
+        *,
+        watermark: Callable[[], float | None],
+        newest_event: Callable[[], float | None],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.events = Counter(
+            "revmon_events",
+            "Valid, non-duplicate events applied, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "revmon_events_rejected",
+            "Messages or batch elements rejected, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "revmon_events_duplicate",
+            "Events ignored because their event_id was applied.",
+            registry=registry,
+        )
+        self.late = Counter(
+            "revmon_events_late",
+            "Events older than their entity's current stage entry (applied, change nothing).",
+            registry=registry,
+        )
+        alerts = Gauge(
+            "revmon_alerts_firing",
+            "1 while an alert instance of the rule fires.",
+            ["alertname", "severity"],
+            registry=registry,
+        )
+        build = Gauge("revmon_build_info", "revmon's version.", ["version"], registry=registry)
+        build.labels(version=__version__).set(1)
+        for event_type in EVENT_TYPES:
+            self.events.labels(type=event_type)
+        for reason in Reason:
+            self.rejected.labels(reason=reason.value)
+        for rule in settings.alerts:
+            alerts.labels(alertname=rule.name, severity=rule.severity).set(0)
+        self.alerts_firing = alerts
+        registry.register(_ClockCollector(watermark, newest_event, wall_clock))
+
+
+class _ClockCollector(Collector):
+    """`revmon_watermark_seconds` and `revmon_event_lag_seconds`, computed at scrape time."""
+
+    def __init__(
+        self,
+        watermark: Callable[[], float | None],
+        newest_event: Callable[[], float | None],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._watermark = watermark
+        self._newest = newest_event
+        self._wall = wall_clock
+
+    def collect(self) -> Iterable[Metric]:
+        now = self._watermark()
+        if now is not None:
+            yield GaugeMetricFamily(
+                "revmon_watermark_seconds", "The evaluation instant `now`, unix seconds.", now
+            )
+        newest = self._newest()
+        if newest is not None:
+            yield GaugeMetricFamily(
+                "revmon_event_lag_seconds",
+                "Wall clock minus the newest occurred_at applied.",
+                self._wall() - newest,
+            )
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of everything in the registry."""
+    return generate_latest(registry)

@@ -1,0 +1,165 @@
+"""Ingest: raw input messages to applied events, rejections and coalesced state writes.
+
+The Faust agent in `app.py` only hands batches of messages to `Ingest.handle()` and then
+calls `Ingest.flush()`; everything here is framework-free so it can be unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
+from revmon.exposition import OperationsMetrics
+from revmon.state import PartitionState, StateTable
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One input message as read from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class DeadLetters(Protocol):
+    """Where rejected input goes (the dead-letter topic in the worker)."""
+
+    def send(self, message: Message, rejection: Rejection) -> None:
+        """Queue the rejected bytes with the four `revmon-*` headers."""
+
+
+class Engine(Protocol):
+    """The metric state that applied events update (SPEC §3; the next layer)."""
+
+    def apply(self, event: Event, partition: int) -> bool:
+        """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
+
+
+class NoEngine:
+    """An engine that keeps nothing: every event counts as on time."""
+
+    def apply(self, event: Event, partition: int) -> bool:
+        """Apply nothing."""
+        return False
+
+
+def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
+    """The headers SPEC §1 puts on a dead-lettered message."""
+    headers = [
+        ("revmon-reason", rejection.reason.value.encode()),
+        ("revmon-source-topic", message.topic.encode()),
+        ("revmon-source-partition", str(message.partition).encode()),
+        ("revmon-source-offset", str(message.offset).encode()),
+    ]
+    if rejection.index is not None:
+        headers.append(("revmon-batch-index", str(rejection.index).encode()))
+    return headers
+
+
+class Ingest:
+    """Decodes, judges, deduplicates and applies input; owns the per-partition state."""
+
+    def __init__(
+        self,
+        *,
+        decoder: Decoder,
+        metrics: OperationsMetrics,
+        table: StateTable,
+        dead_letters: DeadLetters,
+        engine: Engine,
+        dedupe_horizon: float,
+    ) -> None:
+        self._decoder = decoder
+        self._metrics = metrics
+        self._table = table
+        self._dead_letters = dead_letters
+        self._engine = engine
+        self._horizon = dedupe_horizon
+        self._states: dict[int, PartitionState] = {}
+        self._events = {t: metrics.events.labels(type=t) for t in EVENT_TYPES}
+
+    def state(self, partition: int) -> PartitionState:
+        """The partition's state, recovered from the table the first time it is needed."""
+        state = self._states.get(partition)
+        if state is None:
+            state = PartitionState.recover(partition, self._horizon, self._table)
+            self._states[partition] = state
+            log.info(
+                "partition_state_recovered",
+                partition=partition,
+                offsets=state.offsets,
+                event_ids=len(state.ids),
+            )
+        return state
+
+    def handle(self, messages: Iterable[Message]) -> None:
+        """Apply a batch of messages in order; redeliveries of applied offsets are skipped."""
+        for message in messages:
+            state = self.state(message.partition)
+            if state.applied(message.topic, message.offset):
+                continue
+            for item in self._decoder.decode(message.value):
+                if isinstance(item, Rejection):
+                    self._reject(message, item)
+                elif state.is_duplicate(item.event_id):
+                    self._metrics.duplicates.inc()
+                else:
+                    state.remember(item.event_id, item.at)
+                    if self._engine.apply(item, message.partition):
+                        self._metrics.late.inc()
+                    self._events[item.type].inc()
+            state.advance(message.topic, message.offset)
+
+    def flush(self, partitions: Iterable[int] | None = None) -> None:
+        """Write every dirty partition's changes to the table (one record each)."""
+        for partition in self._states if partitions is None else partitions:
+            state = self._states.get(partition)
+            if state is not None and state.dirty:
+                state.flush(self._table)
+
+    def dirty_partitions(self) -> list[int]:
+        """Partitions with changes not yet written."""
+        return [p for p, s in self._states.items() if s.dirty]
+
+    def forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Drop in-memory state (on rebalance); it is recovered again when needed."""
+        if partitions is None:
+            self._states.clear()
+        else:
+            for partition in partitions:
+                self._states.pop(partition, None)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset to read of each (topic, partition) this worker has state for."""
+        return {
+            (topic, state.partition): offset + 1
+            for state in self._states.values()
+            for topic, offset in state.offsets.items()
+        }
+
+    def newest_event(self) -> float | None:
+        """The greatest `occurred_at` applied on this worker's partitions."""
+        values = [s.newest for s in self._states.values() if s.newest is not None]
+        return max(values) if values else None
+
+    def _reject(self, message: Message, rejection: Rejection) -> None:
+        self._metrics.rejected.labels(reason=rejection.reason.value).inc()
+        log.warning(
+            "event_rejected",
+            reason=rejection.reason.value,
+            detail=rejection.detail,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            batch_index=rejection.index,
+        )
+        self._dead_letters.send(message, rejection)

@@ -1,0 +1,527 @@
+"""The configuration (SPEC §8): defaults, then a YAML file, then REVMON_* variables; frozen."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from revmon.errors import ConfigError
+
+ENV_PREFIX = "REVMON_"
+CONFIG_ENV = "REVMON_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds of a duration such as `30d`, `12h`, `5m`, `10s`, `200ms`, or a number of seconds.
+
+    Raises:
+        ValueError: the text is not a duration (pydantic reports it against the key).
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30d, 12h, 5m or 10s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"expected a duration such as 30d, 12h, 5m or 10s, got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A metric window: its label as configured (`7d`) and its length in seconds."""
+
+    label: str
+    seconds: float
+
+
+DEFAULT_SLA: Mapping[str, str] = {
+    "name": "30d",
+    "mql": "7d",
+    "sql": "14d",
+    "qualification": "14d",
+    "discovery": "30d",
+    "proposal": "30d",
+    "negotiation": "21d",
+}
+DEFAULT_CADENCE: Mapping[str, str] = {
+    "10k_100k": "90d",
+    "100k_1m": "30d",
+    "1m_5m": "30d",
+    "5m_plus": "14d",
+}
+_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+StageName = Annotated[str, Field(pattern=_NAME)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSecurity(_Frozen):
+    """Client security for every connection to an external cluster (SPEC §9)."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> KafkaSecurity:
+        if self.sasl_password_file is not None and self.sasl_password is None:
+            try:
+                secret = self.sasl_password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read sasl_password_file: {exc.strerror}") from exc
+            object.__setattr__(self, "sasl_password", SecretStr(secret))
+        return self
+
+
+class Worker(_Frozen):
+    """How the stream worker runs (revmon's own keys, not in SPEC §8)."""
+
+    app_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "revmon"
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    data_dir: Path = Path(".revmon-data")
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    batch_interval: PositiveDuration = 0.2
+    rebalance_timeout: PositiveDuration = 5.0
+    session_timeout: Annotated[Duration, Field(ge=6)] = 10.0
+
+
+class Topics(_Frozen):
+    """Topic names (SPEC §1 and §6)."""
+
+    crm: str = "revmon.crm.events"
+    marketing: str = "revmon.marketing.events"
+    billing: str = "revmon.billing.events"
+    dead_letter: str = "revmon.events.dlq"
+    metrics: str = "revmon.metrics"
+    alerts: str = "revmon.alerts"
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        """The three input topics, in a fixed order."""
+        return (self.crm, self.marketing, self.billing)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Topics:
+        names = [self.crm, self.marketing, self.billing, self.dead_letter, self.metrics]
+        if len({*names, self.alerts}) != 6:
+            raise ValueError("every topic needs its own name")
+        return self
+
+
+class Funnel(_Frozen):
+    """Ordered open stages plus the converted and dropped terminal stages (SPEC §2)."""
+
+    stages: Annotated[tuple[StageName, ...], Field(min_length=1)]
+    converted: StageName
+    dropped: tuple[StageName, ...] = ()
+    sla: dict[str, PositiveDuration] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sla(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            stages = data.get("stages") or ()
+            sla = dict(data.get("sla") or {})
+            for stage in stages:
+                if isinstance(stage, str) and stage in DEFAULT_SLA:
+                    sla.setdefault(stage, DEFAULT_SLA[stage])
+            data = {**data, "sla": sla}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Funnel:
+        every = [*self.stages, self.converted, *self.dropped]
+        if len(set(every)) != len(every):
+            raise ValueError("a stage name appears twice in the funnel")
+        unknown = sorted(set(self.sla) - set(self.stages))
+        if unknown:
+            raise ValueError(f"sla names stages that are not open stages: {', '.join(unknown)}")
+        return self
+
+    @property
+    def all_stages(self) -> tuple[str, ...]:
+        """Open stages in order, then converted, then dropped."""
+        return (*self.stages, self.converted, *self.dropped)
+
+
+class Funnels(_Frozen):
+    """The two funnels."""
+
+    lead: Funnel
+    opportunity: Funnel
+
+
+class Marketing(_Frozen):
+    """Known marketing channels; any other channel counts as `other`."""
+
+    channels: tuple[StageName, ...] = ()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every channel label that can be exported, `other` included."""
+        return (*self.channels, *(() if "other" in self.channels else ("other",)))
+
+
+def _segment_bound_name(value: Decimal) -> str:
+    for size, suffix in ((Decimal(10**9), "b"), (Decimal(10**6), "m"), (Decimal(10**3), "k")):
+        if value >= size and value % size == 0:
+            return f"{value // size}{suffix}"
+    return format(value.normalize(), "f")
+
+
+class Segments(_Frozen):
+    """Account segments by 365-day paid revenue (SPEC §3.7)."""
+
+    boundaries: Annotated[tuple[Decimal, ...], Field(min_length=1)]
+    cadence: dict[str, PositiveDuration] = Field(default_factory=dict)
+
+    @field_validator("boundaries")
+    @classmethod
+    def _increasing(cls, value: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+        if value[0] != 0:
+            raise ValueError("the first boundary must be 0 (segment `zero` is revenue <= 0)")
+        if any(b >= a for a, b in zip(value[1:], value, strict=False)):
+            raise ValueError("boundaries must be strictly increasing")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cadence(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "boundaries" in data:
+            try:
+                names = segment_names([Decimal(str(b)) for b in data["boundaries"]])
+            except ArithmeticError:
+                return data
+            cadence = dict(data.get("cadence") or {})
+            for name in names:
+                if name in DEFAULT_CADENCE:
+                    cadence.setdefault(name, DEFAULT_CADENCE[name])
+            data = {**data, "cadence": cadence}
+        return data
+
+    @model_validator(mode="after")
+    def _known_segments(self) -> Segments:
+        unknown = sorted(set(self.cadence) - set(self.names))
+        if unknown:
+            raise ValueError(f"cadence names unknown segments: {', '.join(unknown)}")
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Segment labels, lowest first."""
+        return segment_names(list(self.boundaries))
+
+
+def segment_names(boundaries: list[Decimal]) -> tuple[str, ...]:
+    """`zero`, `lt_<b1>`, `<b1>_<b2>`, ..., `<bn>_plus` for boundaries [0, b1, ..., bn]."""
+    names = ["zero"]
+    bounds = [_segment_bound_name(b) for b in boundaries]
+    if len(bounds) > 1:
+        names.append(f"lt_{bounds[1]}")
+        names.extend(f"{lo}_{hi}" for lo, hi in itertools.pairwise(bounds[1:]))
+        names.append(f"{bounds[-1]}_plus")
+    else:
+        names.append("0_plus")
+    return tuple(names)
+
+
+class Pipeline(_Frozen):
+    """Pipeline settings (SPEC §3.4)."""
+
+    required_coverage: Annotated[Decimal, Field(gt=0)] = Decimal(3)
+
+
+_PERIOD = re.compile(r"^\d{4}-(Q[1-4]|(0[1-9]|1[0-2]))$")
+
+
+class Target(_Frozen):
+    """A revenue target for a calendar quarter (`2026-Q4`) or month (`2026-11`)."""
+
+    period: str
+    kind: Literal["new_business", "expansion", "renewal", "all"]
+    amount: Annotated[Decimal, Field(ge=0)]
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        if not _PERIOD.match(value):
+            raise ValueError("period must be a quarter like 2026-Q4 or a month like 2026-11")
+        return value
+
+
+class AlertRule(_Frozen):
+    """One threshold rule (SPEC §5); evaluated by the daemon and exported by `revmon rules`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    metric: Annotated[str, Field(pattern=r"^revmon_[a-z0-9_]+$")]
+    labels: dict[str, str | tuple[str, ...]] = Field(default_factory=dict)
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
+    for_: Annotated[Duration, Field(alias="for")] = 0.0
+    clear: float | None = None
+    severity: Literal["warning", "critical"] = "warning"
+    summary: str = ""
+    runbook_url: str | None = None
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+def _check_window(value: str) -> str:
+    _positive(parse_duration(value))
+    return value.strip()
+
+
+def _check_broker(value: str) -> str:
+    if value == "embedded":
+        return value
+    if not value.startswith("kafka://") or not value[len("kafka://") :].strip(","):
+        raise ValueError("broker must be `embedded` or kafka://host:port[,host:port...]")
+    for server in value[len("kafka://") :].split(","):
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"broker address {server!r} is not host:port")
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything revmon is configured by; built once at start, then passed explicitly."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    broker: Annotated[str, AfterValidator(_check_broker)]
+    kafka: KafkaSecurity
+    clock: Literal["wall", "event"]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    timezone: Annotated[str, AfterValidator(_check_zone)]
+    web_host: str
+    web_port: Annotated[int, Field(ge=0, le=65535)]
+    web_config: Path | None
+    windows: Annotated[
+        tuple[Annotated[str, AfterValidator(_check_window)], ...], Field(min_length=1)
+    ]
+    publish_interval: PositiveDuration
+    dedupe_horizon: PositiveDuration
+    alertmanager_url: str | None
+    partitions: Annotated[int, Field(ge=1, le=1024)]
+    worker: Worker
+    topics: Topics
+    funnels: Funnels
+    marketing: Marketing
+    segments: Segments
+    pipeline: Pipeline
+    targets: tuple[Target, ...]
+    alerts: tuple[AlertRule, ...]
+
+    @field_validator("windows")
+    @classmethod
+    def _distinct_windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("a window is listed twice")
+        return value
+
+    @property
+    def window_list(self) -> tuple[Window, ...]:
+        """The configured windows with their lengths in seconds."""
+        return tuple(Window(label, parse_duration(label)) for label in self.windows)
+
+    @property
+    def bootstrap_servers(self) -> str | None:
+        """`host:port,...` of an external cluster, or None for the embedded broker."""
+        if self.broker == "embedded":
+            return None
+        return self.broker[len("kafka://") :]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first; pydantic-settings deep-merges mappings across sources,
+        # which is SPEC §8's "a mapping merges key by key with its defaults".
+        return (
+            _StrictEnvSource(settings_cls),
+            init_settings,
+            _DictSource(settings_cls, default_values()),
+        )
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A fixed mapping as a settings source (the packaged defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class _StrictEnvSource(EnvSettingsSource):
+    """REVMON_* variables; one that names no key is an error, not silently ignored."""
+
+    def __call__(self) -> dict[str, Any]:
+        known = {name.upper() for name in self.settings_cls.model_fields}
+        for name in os.environ:
+            upper = name.upper()
+            if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+                continue
+            head = upper[len(ENV_PREFIX) :].split("__", 1)[0]
+            if head not in known:
+                raise _EnvKeyError(name)
+        return super().__call__()
+
+
+class _EnvKeyError(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def default_values() -> dict[str, Any]:
+    """The packaged defaults (`revmon/defaults.yaml`) as plain data."""
+    text = (Path(__file__).parent / "defaults.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys")
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+        msg = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc or '(top level)'}: {msg}")
+    return "; ".join(parts)
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the frozen settings: defaults < file (`path` or $REVMON_CONFIG) < REVMON_* < overrides.
+
+    Raises:
+        ConfigError: one line naming the offending key.
+    """
+    file_path = path if path is not None else os.environ.get(CONFIG_ENV)
+    data = _read_yaml(Path(file_path)) if file_path else {}
+    data = _deep_merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {_describe(exc)}") from None
+    except _EnvKeyError as exc:
+        raise ConfigError(f"invalid config: {exc.name}: no such key") from None
+    except ValueError as exc:  # pydantic-settings: a REVMON_* value that is not valid JSON
+        raise ConfigError(f"invalid config: {exc}") from None
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data with every secret replaced by `********`."""
+    data = settings.model_dump(mode="json", by_alias=True)
+    kafka = data["kafka"]
+    if kafka.get("sasl_password") is not None:
+        kafka["sasl_password"] = "********"  # noqa: S105 - the mask, not a password
+    return data
