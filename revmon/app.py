@@ -15,6 +15,7 @@ from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
 from revmon.broker import Connection
+from revmon.endoffsets import use_true_end_offsets
 from revmon.events import Decoder, Rejection
 from revmon.exposition import OperationsMetrics
 from revmon.processors import Engine, Ingest, Message, NoEngine, dead_letter_headers
@@ -162,10 +163,13 @@ def build(
     )
     table = app.Table(
         STATE_TABLE,
-        schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+        key_type=bytes,  # bytes in and out: the "raw" codec on both sides of the changelog
+        value_type=bytes,
         partitions=settings.partitions,
         help="revmon per-partition state journal",
     )
+    # Tansu reports end offsets short; recovery must read every changelog record.
+    use_true_end_offsets(app)
     registry = registry if registry is not None else CollectorRegistry()
     lead, opportunity = settings.funnels.lead, settings.funnels.opportunity
     decoder = Decoder(

@@ -6,6 +6,7 @@ This is the only place that turns bytes into objects. It imports no stream frame
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import (
     AfterValidator,
     AwareDatetime,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -39,12 +41,21 @@ class Reason(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("timestamp out of range once converted to UTC") from exc
+
+
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    return value
 
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
-Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=30)]
 OpportunityKind = Literal["new_business", "expansion", "renewal"]
 _CONFIG = ConfigDict(extra="ignore", str_strip_whitespace=False)
@@ -57,6 +68,8 @@ class _Event:
     event_id: Id
     occurred_at: Timestamp
     source: Annotated[str, Field(max_length=200)] | None = None
+    # Any event may name its currency; one that is not the reporting currency is rejected.
+    currency: Annotated[str, Field(max_length=10)] | None = None
 
     @property
     def at(self) -> float:
@@ -97,7 +110,6 @@ class OpportunityCreated(_Event):
     kind: OpportunityKind
     stage: Text | None = None
     expected_close_date: date | None = None
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +120,6 @@ class OpportunityStageChanged(_Event):
     opportunity_id: Id
     stage: Text
     amount: Money | None = None
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,7 +129,6 @@ class OpportunityAmountChanged(_Event):
     type: Literal["opportunity.amount_changed"]
     opportunity_id: Id
     amount: Money
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +155,6 @@ class CampaignSpend(_Event):
     campaign_id: Id
     amount: Money
     channel: Text | None = None
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,7 +164,6 @@ class ExpenseRecorded(_Event):
     type: Literal["expense.recorded"]
     category: Literal["sales", "marketing", "customer_success", "analytics", "tools", "other"]
     amount: Money
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,7 +175,6 @@ class InvoicePaid(_Event):
     amount: Money
     kind: Literal["new_business", "expansion", "renewal", "recurring", "one_time"] = "recurring"
     invoice_id: Id | None = None
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,7 +185,6 @@ class RefundIssued(_Event):
     account_id: Id
     amount: Money
     invoice_id: Id | None = None
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +195,6 @@ class SubscriptionStarted(_Event):
     subscription_id: Id
     account_id: Id
     mrr: Money
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,7 +204,6 @@ class SubscriptionChanged(_Event):
     type: Literal["subscription.changed"]
     subscription_id: Id
     mrr: Money
-    currency: Text | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -308,56 +312,62 @@ class Decoder:
         """
         if len(raw) > MAX_MESSAGE_BYTES:
             return [Rejection(Reason.TOO_LARGE, f"message of {len(raw)} bytes", raw)]
-        try:
-            value = _MESSAGE_ADAPTER.validate_json(raw)
-        except ValidationError:
-            return self._decode_slowly(raw)
-        except (RecursionError, MemoryError):  # pragma: no cover - pathological nesting
-            return [Rejection(Reason.MALFORMED_JSON, "nesting too deep", raw)]
-        if not isinstance(value, list):
-            return [self._check(value, raw, None)]
-        checked = [self._check(event, None, i) for i, event in enumerate(value)]
-        if any(isinstance(item, Rejection) for item in checked):
-            return self._decode_slowly(raw)  # to dead-letter the element as it was sent
-        return checked
+        if _LONG_NUMBER.search(raw) is None:
+            try:
+                value = _MESSAGE_ADAPTER.validate_json(raw)
+            except (ValidationError, RecursionError):
+                pass
+            else:
+                if not isinstance(value, list):
+                    return [self._check(value, raw, None)]
+                checked = [self._check(event, b"", i) for i, event in enumerate(value)]
+                if not any(isinstance(item, Rejection) for item in checked):
+                    return checked
+        return self._decode_slowly(raw)
 
     def _decode_slowly(self, raw: bytes) -> list[Decoded]:
-        """Element by element, to give each bad element its own reason (the rare path)."""
-        try:
-            data = json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
-        except (ValueError, RecursionError) as exc:
-            return [Rejection(Reason.MALFORMED_JSON, _short(exc), raw)]
-        if isinstance(data, list):
-            if not data:
-                return [Rejection(Reason.NOT_AN_EVENT, "empty batch", raw)]
-            if len(data) > MAX_BATCH_ELEMENTS:
-                return [Rejection(Reason.TOO_LARGE, f"batch of {len(data)} elements", raw)]
-            return [self._one(item, None, i) for i, item in enumerate(data)]
-        return [self._one(data, raw, None)]
+        """Element by element, each judged on its own with its exact bytes (the rare path).
 
-    def _one(self, data: Any, raw: bytes | None, index: int | None) -> Decoded:
+        pydantic reads JSON numbers as floats, which is exact only up to 15 digits; this
+        path reads them as decimals, so it also takes messages with longer numbers.
+        """
+        elements = split_array(raw)
+        if elements is None:
+            return [self._one(raw, None)]
+        if not elements:
+            return [Rejection(Reason.NOT_AN_EVENT, "empty batch", raw)]
+        if len(elements) > MAX_BATCH_ELEMENTS:
+            return [Rejection(Reason.TOO_LARGE, f"batch of {len(elements)} elements", raw)]
+        return [self._one(element, i) for i, element in enumerate(elements)]
+
+    def _one(self, raw: bytes, index: int | None) -> Decoded:
+        try:
+            data = json.loads(
+                raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constants
+            )
+        except (ValueError, RecursionError, ArithmeticError) as exc:
+            return Rejection(Reason.MALFORMED_JSON, _short(exc), raw, index)
         if not isinstance(data, dict):
-            return Rejection(Reason.NOT_AN_EVENT, "not a JSON object", _payload(data, raw), index)
+            return Rejection(Reason.NOT_AN_EVENT, "not a JSON object", raw, index)
         kind = data.get("type")
         if not isinstance(kind, str):
-            return Rejection(Reason.NOT_AN_EVENT, "no `type`", _payload(data, raw), index)
+            return Rejection(Reason.NOT_AN_EVENT, "no `type`", raw, index)
         if kind not in EVENT_TYPES:
-            detail = f"unknown type {kind[:60]!r}"
-            return Rejection(Reason.UNKNOWN_TYPE, detail, _payload(data, raw), index)
+            return Rejection(Reason.UNKNOWN_TYPE, f"unknown type {kind[:60]!r}", raw, index)
         try:
             event = EVENT_ADAPTER.validate_python(data)
         except ValidationError as exc:
-            return Rejection(Reason.INVALID_FIELD, _fields(exc), _payload(data, raw), index)
-        return self._check(event, raw, index, data)
+            return Rejection(Reason.INVALID_FIELD, _fields(exc), raw, index)
+        except (RecursionError, ArithmeticError) as exc:  # pragma: no cover - defensive
+            return Rejection(Reason.INVALID_FIELD, _short(exc), raw, index)
+        return self._check(event, raw, index)
 
-    def _check(
-        self, event: Event, raw: bytes | None, index: int | None, data: Any = None
-    ) -> Decoded:
+    def _check(self, event: Event, raw: bytes, index: int | None) -> Decoded:
         """The rules that depend on the configuration: stage names and the currency."""
-        currency = getattr(event, "currency", None)
+        currency = event.currency
         if currency is not None and currency != self._currency:
             detail = f"currency {currency[:10]!r} is not {self._currency}"
-            return Rejection(Reason.CURRENCY_MISMATCH, detail, _payload(data, raw), index)
+            return Rejection(Reason.CURRENCY_MISMATCH, detail, raw, index)
         stage = getattr(event, "stage", None)
         if stage is not None:
             allowed = (
@@ -365,8 +375,56 @@ class Decoder:
             )
             if stage not in allowed:
                 detail = f"stage: {stage[:60]!r} is not a stage of its funnel"
-                return Rejection(Reason.INVALID_FIELD, detail, _payload(data, raw), index)
+                return Rejection(Reason.INVALID_FIELD, detail, raw, index)
         return event
+
+
+# A JSON number of 16 or more characters may not survive a float: take the exact path.
+_LONG_NUMBER = re.compile(rb"[:,\[]\s*-?[0-9][0-9.eE+-]{15,}")
+_WHITESPACE = b" \t\r\n"
+
+
+def split_array(raw: bytes) -> list[bytes] | None:
+    """The exact bytes of each element of a top-level JSON array, or None if `raw` is not one.
+
+    A linear scan that tracks strings and nesting without recursion; elements are not
+    validated here (each is parsed on its own afterwards).
+    """
+    text = raw.strip(_WHITESPACE)
+    if not text.startswith(b"[") or not text.endswith(b"]"):
+        return None
+    elements: list[bytes] = []
+    depth, start, in_string, escaped = 0, 1, False, False
+    for i in range(1, len(text) - 1):
+        char = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == 0x5C:  # backslash
+                escaped = True
+            elif char == 0x22:  # quote
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+        elif char in b"]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == 0x2C and depth == 0:  # comma
+            elements.append(text[start:i].strip(_WHITESPACE))
+            start = i + 1
+    if in_string or depth != 0:
+        return None
+    last = text[start:-1].strip(_WHITESPACE)
+    if last:
+        elements.append(last)
+    elif elements:
+        return None  # a trailing comma
+    if any(not element for element in elements):
+        return None
+    return elements
 
 
 def _no_constants(name: str) -> Any:
@@ -383,10 +441,3 @@ def _fields(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in error["loc"][1:]) or "(event)"
         parts.append(f"{loc}: {error['msg']}")
     return "; ".join(parts)[:500]
-
-
-def _payload(data: Any, raw: bytes | None) -> bytes:
-    """The message bytes when the message is one event; a batch element re-encoded."""
-    if raw is not None:
-        return raw
-    return json.dumps(data, default=str, separators=(",", ":")).encode()

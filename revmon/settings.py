@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -37,7 +40,7 @@ from revmon.errors import ConfigError
 ENV_PREFIX = "REVMON_"
 CONFIG_ENV = "REVMON_CONFIG"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -55,7 +58,7 @@ def parse_duration(value: object) -> float:
         match = _DURATION.match(str(value))
         if match is None:
             raise ValueError(f"expected a duration such as 30d, 12h, 5m or 10s, got {value!r}")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -411,8 +414,9 @@ class Settings(BaseSettings):
         # Highest priority first; pydantic-settings deep-merges mappings across sources,
         # which is SPEC §8's "a mapping merges key by key with its defaults".
         return (
+            init_settings,  # keyword overrides of load_settings()
             _StrictEnvSource(settings_cls),
-            init_settings,
+            _DictSource(settings_cls, _FILE_VALUES.get() or {}),
             _DictSource(settings_cls, default_values()),
         )
 
@@ -436,20 +440,39 @@ class _StrictEnvSource(EnvSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         known = {name.upper() for name in self.settings_cls.model_fields}
-        for name in os.environ:
-            upper = name.upper()
-            if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
-                continue
-            head = upper[len(ENV_PREFIX) :].split("__", 1)[0]
+        ours = {
+            name: value
+            for name, value in os.environ.items()
+            if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_ENV
+        }
+        for name in ours:
+            head = name.upper()[len(ENV_PREFIX) :].split("__", 1)[0]
             if head not in known:
-                raise _EnvKeyError(name)
-        return super().__call__()
+                raise _EnvKeyError(name, "no such key")
+        try:
+            return super().__call__()
+        except ValueError as exc:
+            # pydantic-settings names only the top-level field; find the variable itself.
+            for name, value in ours.items():
+                try:
+                    json.loads(value)
+                except ValueError:
+                    if "__" in name or value.lstrip()[:1] in ("[", "{"):
+                        raise _EnvKeyError(
+                            name, "not valid JSON (lists and mappings are given as JSON)"
+                        ) from exc
+            raise
 
 
 class _EnvKeyError(Exception):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, problem: str) -> None:
         super().__init__(name)
         self.name = name
+        self.problem = problem
+
+
+# The YAML file being loaded, a settings source below REVMON_* variables.
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("revmon_file_values", default=None)
 
 
 def default_values() -> dict[str, Any]:
@@ -496,26 +519,17 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         ConfigError: one line naming the offending key.
     """
     file_path = path if path is not None else os.environ.get(CONFIG_ENV)
-    data = _read_yaml(Path(file_path)) if file_path else {}
-    data = _deep_merge(data, overrides)
+    token = _FILE_VALUES.set(_read_yaml(Path(file_path)) if file_path else {})
     try:
-        return Settings(**data)
+        return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid config: {_describe(exc)}") from None
     except _EnvKeyError as exc:
-        raise ConfigError(f"invalid config: {exc.name}: no such key") from None
+        raise ConfigError(f"invalid config: {exc.name}: {exc.problem}") from None
     except ValueError as exc:  # pydantic-settings: a REVMON_* value that is not valid JSON
         raise ConfigError(f"invalid config: {exc}") from None
-
-
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
+    finally:
+        _FILE_VALUES.reset(token)
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -523,5 +537,20 @@ def masked(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json", by_alias=True)
     kafka = data["kafka"]
     if kafka.get("sasl_password") is not None:
-        kafka["sasl_password"] = "********"  # noqa: S105 - the mask, not a password
+        kafka["sasl_password"] = MASK
+    if data.get("alertmanager_url"):
+        data["alertmanager_url"] = mask_url(data["alertmanager_url"])
     return data
+
+
+MASK = "********"
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of its user info replaced by the mask."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

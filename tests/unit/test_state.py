@@ -1,0 +1,407 @@
+"""Per-partition state: dedupe memory, input offsets, and the one-record-per-flush journal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pytest
+
+from revmon.state import PartitionState, journal_key, journal_prefix
+
+HORIZON = 100.0
+
+
+class DictTable:
+    """A StateTable over a dict that records every put and delete."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, dict[str, bytes]] = {}
+        self.puts: list[tuple[int, str]] = []
+        self.deletes: list[tuple[int, str]] = []
+
+    def records(self, partition: int) -> Iterable[tuple[str, bytes]]:
+        """Every (key, value) of the partition, in insertion order."""
+        return list(self.data.get(partition, {}).items())
+
+    def put(self, partition: int, key: str, value: bytes) -> None:
+        """Store a record."""
+        self.data.setdefault(partition, {})[key] = value
+        self.puts.append((partition, key))
+
+    def delete(self, partition: int, key: str) -> None:
+        """Remove a record."""
+        del self.data[partition][key]
+        self.deletes.append((partition, key))
+
+    def sorted_keys(self, partition: int = 0) -> list[str]:
+        """The partition's keys, sorted."""
+        return sorted(self.data.get(partition, {}))
+
+    def value(self, key: str, partition: int = 0) -> Any:
+        """A record's decoded value."""
+        return orjson.loads(self.data[partition][key])
+
+
+@pytest.fixture
+def table() -> DictTable:
+    """An empty dict-backed table."""
+    return DictTable()
+
+
+@pytest.fixture
+def state() -> PartitionState:
+    """A fresh state of partition 0 with a 100 s dedupe horizon."""
+    return PartitionState(partition=0, horizon=HORIZON)
+
+
+# -- dedupe ----------------------------------------------------------------------------
+
+
+def test_unknown_id_is_not_a_duplicate(state: PartitionState) -> None:
+    """An event_id never applied is not a duplicate."""
+    assert not state.is_duplicate("e1")
+
+
+def test_remembered_id_is_a_duplicate(state: PartitionState) -> None:
+    """An applied event_id is a duplicate from then on."""
+    state.remember("e1", 1000.0)
+
+    assert state.is_duplicate("e1")
+    assert not state.is_duplicate("e2")
+
+
+@pytest.mark.parametrize(
+    ("at", "duplicate"),
+    [
+        pytest.param(1000.0, True, id="newest"),
+        pytest.param(950.0, True, id="inside"),
+        pytest.param(900.0, True, id="on-the-edge"),
+        pytest.param(899.999, False, id="just-outside"),
+        pytest.param(0.0, False, id="far-outside"),
+    ],
+)
+def test_horizon(state: PartitionState, at: float, duplicate: bool) -> None:
+    """An id older than newest − horizon is no longer recognised as a duplicate."""
+    state.remember("old", at)
+    state.remember("newest", 1000.0)
+
+    assert state.is_duplicate("old") is duplicate
+
+
+def test_newest_only_moves_forward(state: PartitionState) -> None:
+    """`newest` is the greatest occurred_at remembered, whatever the arrival order."""
+    state.remember("a", 500.0)
+    state.remember("b", 300.0)
+
+    assert state.newest == 500.0
+
+    state.remember("c", 700.0)
+
+    assert state.newest == 700.0
+
+
+def test_newer_event_pushes_old_ids_out_of_the_horizon(state: PartitionState) -> None:
+    """An id stops being a duplicate once a newer event moves the horizon past it."""
+    state.remember("a", 0.0)
+    assert state.is_duplicate("a")
+
+    state.remember("b", HORIZON + 1)
+
+    assert not state.is_duplicate("a")
+
+
+# -- offsets ---------------------------------------------------------------------------
+
+
+def test_nothing_applied_at_start(state: PartitionState) -> None:
+    """A fresh state has applied no offset, not even 0."""
+    assert not state.applied("crm", 0)
+
+
+@pytest.mark.parametrize(
+    ("topic", "offset", "applied"),
+    [
+        pytest.param("crm", 4, True, id="below"),
+        pytest.param("crm", 5, True, id="equal"),
+        pytest.param("crm", 6, False, id="above"),
+        pytest.param("billing", 0, False, id="other-topic"),
+    ],
+)
+def test_applied_after_advance(
+    state: PartitionState, topic: str, offset: int, applied: bool
+) -> None:
+    """After advance(topic, n), offsets up to n of that topic are applied, others not."""
+    state.advance("crm", 5)
+
+    assert state.applied(topic, offset) is applied
+
+
+def test_advance_makes_state_dirty(state: PartitionState) -> None:
+    """Advancing (even with no event remembered) is a change to write."""
+    assert not state.dirty
+
+    state.advance("crm", 0)
+
+    assert state.dirty
+
+
+# -- journal ---------------------------------------------------------------------------
+
+
+def test_flush_writes_one_record_with_offsets_and_new_ids(
+    state: PartitionState, table: DictTable
+) -> None:
+    """One flush writes exactly one record: all offsets, newest, and the ids since last flush."""
+    state.remember("e1", 10.0)
+    state.remember("e2", 20.0)
+    state.advance("crm", 7)
+    state.advance("billing", 3)
+
+    state.flush(table)
+
+    assert table.puts == [(0, journal_key(0, 1))]
+    assert table.value(journal_key(0, 1)) == {
+        "offsets": {"crm": 7, "billing": 3},
+        "newest": 20.0,
+        "ids": {"e1": 10.0, "e2": 20.0},
+    }
+    assert not state.dirty
+
+
+def test_second_flush_writes_only_new_ids(state: PartitionState, table: DictTable) -> None:
+    """Each record holds only the ids since the previous flush, and every offset."""
+    state.remember("e1", 10.0)
+    state.advance("crm", 0)
+    state.flush(table)
+    state.remember("e2", 20.0)
+    state.advance("billing", 0)
+
+    state.flush(table)
+
+    assert table.puts == [(0, journal_key(0, 1)), (0, journal_key(0, 2))]
+    assert table.value(journal_key(0, 2)) == {
+        "offsets": {"crm": 0, "billing": 0},
+        "newest": 20.0,
+        "ids": {"e2": 20.0},
+    }
+
+
+def test_flush_without_changes_writes_nothing(state: PartitionState, table: DictTable) -> None:
+    """A flush with nothing changed writes no record, at start or after a flush."""
+    state.flush(table)
+    assert table.puts == []
+
+    state.advance("crm", 0)
+    state.flush(table)
+    state.flush(table)
+
+    assert len(table.puts) == 1
+
+
+def test_offset_only_flush_has_no_ids(state: PartitionState, table: DictTable) -> None:
+    """Input that was all rejected still writes its offsets (with no ids)."""
+    state.advance("crm", 9)
+
+    state.flush(table)
+
+    assert table.value(journal_key(0, 1)) == {"offsets": {"crm": 9}, "newest": None, "ids": {}}
+
+
+def test_journal_keys_sort_in_sequence_order() -> None:
+    """Keys are zero-padded so that text order is sequence order."""
+    keys = [journal_key(3, seq) for seq in (1, 2, 9, 10, 11, 100)]
+
+    assert sorted(keys) == keys
+    assert all(key.startswith(journal_prefix(3)) for key in keys)
+
+
+# -- recovery --------------------------------------------------------------------------
+
+
+def test_recover_rebuilds_ids_offsets_newest_and_seq(table: DictTable) -> None:
+    """Recovery from the records gives the same ids, offsets, newest and sequence."""
+    before = PartitionState(partition=0, horizon=HORIZON)
+    before.remember("e1", 10.0)
+    before.advance("crm", 1)
+    before.flush(table)
+    before.remember("e2", 30.0)
+    before.remember("e3", 20.0)
+    before.advance("crm", 2)
+    before.advance("billing", 0)
+    before.flush(table)
+
+    after = PartitionState.recover(0, HORIZON, table)
+
+    assert after.ids == {"e1": 10.0, "e2": 30.0, "e3": 20.0}
+    assert after.offsets == {"crm": 2, "billing": 0}
+    assert after.newest == 30.0
+    assert after.seq == 2
+    assert not after.dirty
+    assert after.is_duplicate("e1")
+    assert after.applied("crm", 2)
+    assert not after.applied("crm", 3)
+
+
+def test_recover_from_empty_table_is_a_fresh_state(table: DictTable) -> None:
+    """With no records, recovery gives an empty state."""
+    state = PartitionState.recover(0, HORIZON, table)
+
+    assert (state.ids, state.offsets, state.newest, state.seq) == ({}, {}, None, 0)
+
+
+def test_flush_after_recovery_continues_the_sequence(table: DictTable) -> None:
+    """A recovered state writes its next record after the newest, never over one."""
+    first = PartitionState(partition=0, horizon=HORIZON)
+    first.remember("e1", 10.0)
+    first.advance("crm", 0)
+    first.flush(table)
+
+    second = PartitionState.recover(0, HORIZON, table)
+    second.remember("e2", 11.0)
+    second.advance("crm", 1)
+    second.flush(table)
+
+    assert table.sorted_keys() == [journal_key(0, 1), journal_key(0, 2)]
+    assert PartitionState.recover(0, HORIZON, table).ids == {"e1": 10.0, "e2": 11.0}
+
+
+class SharedTable(DictTable):
+    """A table whose records() yields every partition's records (one keyspace)."""
+
+    def records(self, partition: int) -> Iterable[tuple[str, bytes]]:
+        """Every record of every partition."""
+        return [item for records in self.data.values() for item in records.items()]
+
+
+@pytest.mark.parametrize(
+    "other", [pytest.param(0, id="0"), pytest.param(10, id="10"), pytest.param(11, id="11")]
+)
+def test_recover_reads_only_its_own_partition(other: int) -> None:
+    """Recovering partition 1 ignores journal keys of partitions 0, 10 and 11 in one keyspace."""
+    table = SharedTable()
+    mine = PartitionState(partition=1, horizon=HORIZON)
+    mine.remember("mine", 5.0)
+    mine.advance("crm", 1)
+    mine.flush(table)
+    theirs = PartitionState(partition=other, horizon=HORIZON)
+    theirs.remember("theirs", 6.0)
+    theirs.advance("crm", 99)
+    theirs.flush(table)
+    theirs.advance("crm", 100)
+    theirs.flush(table)
+
+    recovered = PartitionState.recover(1, HORIZON, table)
+
+    assert recovered.ids == {"mine": 5.0}
+    assert recovered.offsets == {"crm": 1}
+    assert recovered.seq == 1
+
+
+def test_recover_uses_the_newest_record_whatever_the_read_order(table: DictTable) -> None:
+    """Records are applied in sequence order even when the table yields them out of order."""
+    state = PartitionState(partition=0, horizon=HORIZON)
+    for offset in range(12):
+        state.remember(f"e{offset}", float(offset))
+        state.advance("crm", offset)
+        state.flush(table)
+    shuffled = DictTable()
+    for key in reversed(table.sorted_keys()):
+        shuffled.put(0, key, table.data[0][key])
+
+    recovered = PartitionState.recover(0, HORIZON, shuffled)
+
+    assert recovered.offsets == {"crm": 11}
+    assert recovered.seq == 12
+    assert recovered.newest == 11.0
+
+
+# -- expiry ----------------------------------------------------------------------------
+
+
+def _flush_ids(state: PartitionState, table: DictTable, offset: int, **ids: float) -> None:
+    for event_id, at in ids.items():
+        state.remember(event_id, at)
+    state.advance("crm", offset)
+    state.flush(table)
+
+
+def test_expiry_deletes_records_whose_ids_left_the_horizon(
+    state: PartitionState, table: DictTable
+) -> None:
+    """A record is deleted once every id in it is older than newest − horizon."""
+    _flush_ids(state, table, 0, a=0.0)
+    _flush_ids(state, table, 1, b=50.0)
+    _flush_ids(state, table, 2, c=150.0)
+
+    assert table.deletes == [(0, journal_key(0, 1))]
+    assert table.sorted_keys() == [journal_key(0, 2), journal_key(0, 3)]
+    assert not state.is_duplicate("a")
+    assert state.is_duplicate("b")
+
+
+def test_expiry_keeps_a_record_with_one_id_inside(state: PartitionState, table: DictTable) -> None:
+    """A record with any id still inside the horizon stays."""
+    _flush_ids(state, table, 0, a=0.0, b=60.0)
+    _flush_ids(state, table, 1, c=150.0)
+
+    assert table.deletes == []
+
+
+def test_expiry_never_deletes_the_newest_record(state: PartitionState, table: DictTable) -> None:
+    """The newest record stays even when all its ids are old: it carries the offsets."""
+    _flush_ids(state, table, 0, new=1000.0)
+    _flush_ids(state, table, 1, late=10.0)
+
+    assert journal_key(0, 2) in table.sorted_keys()
+    assert PartitionState.recover(0, HORIZON, table).offsets == {"crm": 1}
+
+
+def test_expiry_drops_offset_only_records_once_superseded(
+    state: PartitionState, table: DictTable
+) -> None:
+    """Records without ids are deleted once a newer record carries the offsets."""
+    _flush_ids(state, table, 0, a=500.0)
+    state.advance("crm", 1)
+    state.flush(table)
+    state.advance("crm", 2)
+    state.flush(table)
+
+    assert table.sorted_keys() == [journal_key(0, 1), journal_key(0, 3)]
+
+
+def test_recovery_after_expiry_keeps_offsets_and_live_ids(
+    state: PartitionState, table: DictTable
+) -> None:
+    """After expiry, recovery still knows every offset and every id inside the horizon."""
+    _flush_ids(state, table, 0, a=0.0)
+    state.advance("billing", 4)
+    _flush_ids(state, table, 1, b=50.0)
+    _flush_ids(state, table, 2, c=150.0)
+    _flush_ids(state, table, 3)
+
+    recovered = PartitionState.recover(0, HORIZON, table)
+
+    assert recovered.offsets == {"crm": 3, "billing": 4}
+    assert recovered.newest == 150.0
+    assert recovered.seq == 4
+    assert not recovered.is_duplicate("a")
+    assert recovered.is_duplicate("b")
+    assert recovered.is_duplicate("c")
+    assert {i for i in recovered.ids if recovered.is_duplicate(i)} == {
+        i for i in state.ids if state.is_duplicate(i)
+    }
+
+
+def test_expiry_also_applies_after_recovery(table: DictTable) -> None:
+    """A recovered state expires the records it recovered once they leave the horizon."""
+    first = PartitionState(partition=0, horizon=HORIZON)
+    _flush_ids(first, table, 0, a=0.0)
+    _flush_ids(first, table, 1, b=10.0)
+
+    second = PartitionState.recover(0, HORIZON, table)
+    _flush_ids(second, table, 2, c=500.0)
+
+    assert table.sorted_keys() == [journal_key(0, 3)]
+    assert PartitionState.recover(0, HORIZON, table).offsets == {"crm": 2}
