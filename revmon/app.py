@@ -138,7 +138,7 @@ def build(
     app = faust.App(
         worker.app_id,
         **faust_broker_options(connection),
-        store="memory://" if worker.store == "memory" else "rocksdb://",
+        store=f"{_store(settings)}://",
         datadir=str(worker.data_dir),
         topic_partitions=settings.partitions,
         topic_allow_declare=True,
@@ -198,6 +198,14 @@ def build(
     revmon = Revmon(settings, app, ingest, registry, metrics)
     _wire(revmon, inputs, state_table)
     return revmon
+
+
+def _store(settings: Settings) -> str:
+    """The table store: RocksDB keeps state across restarts, but the embedded broker's
+    changelogs die with it, so local state beside it would describe a log that is gone."""
+    if settings.broker == "embedded":
+        return "memory"
+    return settings.worker.store
 
 
 def _watermark(settings: Settings, ingest: Ingest, wall_clock: Callable[[], float]) -> float | None:

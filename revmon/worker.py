@@ -47,7 +47,6 @@ def run_forever(revmon: Revmon, *, loglevel: str = "WARNING") -> None:
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,
-        daemon=False,
     )
     worker.execute_from_commandline()
 
