@@ -103,7 +103,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         args.alerts_out.write_bytes(b"")
     produced = result.produced
     print(
-        f"replayed {produced.lines} lines in {produced.messages} messages",
+        f"replayed {produced.lines} lines in {produced.messages} messages: "
+        f"produced in {result.produce_seconds:.1f}s, processed in {result.process_seconds:.1f}s",
         file=sys.stderr,
     )
     return EXIT_OK

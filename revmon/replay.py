@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ class ReplayResult:
     produced: ProduceReport
     caught_up: bool
     exposition: bytes
+    produce_seconds: float
+    process_seconds: float  # from joined-and-recovered until caught up
 
 
 def caught_up(ingest: Ingest, last_offsets: dict[tuple[str, int], int]) -> bool:
@@ -63,12 +66,22 @@ async def replay_on(
         settings.partitions,
         compacted=[topics.metrics],
     )
+    began = time.monotonic()
     produced = await produce_file(path, connection, topics, batch=batch)
+    produce_seconds = time.monotonic() - began
     revmon = app_module.build(settings, connection)
-    done = await run_until(
-        revmon, lambda: caught_up(revmon.ingest, produced.last_offsets), limit=limit
+    started: list[float] = []
+
+    def done() -> bool:
+        if not started and revmon.ready():
+            started.append(time.monotonic())  # joined and recovered: processing starts
+        return caught_up(revmon.ingest, produced.last_offsets)
+
+    finished = await run_until(revmon, done, limit=limit, poll=0.01)
+    process_seconds = time.monotonic() - (started[0] if started else time.monotonic())
+    return ReplayResult(
+        produced, finished, render(revmon.registry), produce_seconds, process_seconds
     )
-    return ReplayResult(produced, done, render(revmon.registry))
 
 
 def replay(
