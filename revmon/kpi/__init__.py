@@ -1,0 +1,1 @@
+"""Pure revenue metric math: no framework imports, unit-tested in milliseconds."""
