@@ -1,28 +1,37 @@
-"""Per-partition worker state and how it is journaled to a changelogged table.
+"""Per-partition worker state, journaled to a changelogged table and snapshotted.
 
 Why a journal: each table write is a changelog message, and one per event would cap a
 worker at a few thousand events/s. So a partition's changes are coalesced and written
-once per processed batch, as ONE record that holds the batch's new dedupe ids together
-with the input offsets it covers. One record is atomic: after any crash the recovered
-state is exactly "everything up to the offsets of the newest record", and the worker
-skips input at or below those offsets instead of counting it again. At-least-once
-delivery plus this check gives exactly-once effect without a transactional producer
-(which Tansu does not have).
+once per processed batch as ONE record: the batch's new dedupe ids, the changes of the
+metric books' ledgers, and the input offsets it covers. One record is atomic: after any
+crash the recovered state is exactly "everything up to the offsets of the newest record",
+and the worker skips input at or below those offsets instead of applying it twice.
+At-least-once delivery plus this check gives an exactly-once effect without a
+transactional producer (which Tansu does not have).
 
-Keys are `j/<partition>/<seq>` (zero-padded, so they sort). A record is deleted once all
-of its ids have left the dedupe horizon, except the newest record, which always stays
-because it carries the offsets.
+Why snapshots: entities live for months, so the journal cannot simply expire. Once the
+changes journaled since the last snapshot outnumber the state itself, the whole state is
+written as a snapshot (chunks, then a marker naming them), and the journal records it
+covers are deleted. Writes stay O(1) amortized per change and recovery reads at most
+about twice the state.
+
+Keys (zero-padded numbers sort): `j/<p>/<seq>` journal records, `s/<p>/<seq>/<chunk>`
+snapshot chunks, `m/<p>` the marker of the newest complete snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
+from revmon.kpi.ledger import Records, Windows
+
 _SEQ_DIGITS = 12
+SNAPSHOT_CHUNK = 5_000  # items per snapshot record: well under Kafka's 1 MiB message limit
+SNAPSHOT_MIN_CHANGES = 50_000
 
 
 class StateTable(Protocol):
@@ -38,6 +47,9 @@ class StateTable(Protocol):
         """Remove one record of `partition` (a tombstone)."""
 
 
+Ledger = Records | Windows
+
+
 def journal_key(partition: int, seq: int) -> str:
     """The table key of journal record `seq` of `partition`."""
     return f"j/{partition}/{seq:0{_SEQ_DIGITS}d}"
@@ -48,10 +60,14 @@ def journal_prefix(partition: int) -> str:
     return f"j/{partition}/"
 
 
-@dataclass(slots=True)
-class _Record:
-    seq: int
-    newest_id_at: float
+def snapshot_key(partition: int, seq: int, chunk: int) -> str:
+    """The table key of one chunk of the snapshot taken at `seq`."""
+    return f"s/{partition}/{seq:0{_SEQ_DIGITS}d}/{chunk:06d}"
+
+
+def marker_key(partition: int) -> str:
+    """The table key naming the newest complete snapshot of `partition`."""
+    return f"m/{partition}"
 
 
 @dataclass(slots=True)
@@ -59,7 +75,8 @@ class PartitionState:
     """What one input partition number (of all input topics) has applied so far.
 
     `offsets[topic]` is the last input offset applied; `ids` maps each remembered
-    `event_id` to its `occurred_at` (unix seconds).
+    `event_id` to its `occurred_at` (unix seconds); `ledgers` are the metric books'
+    containers, registered by name before `recover()`.
     """
 
     partition: int
@@ -68,9 +85,13 @@ class PartitionState:
     ids: dict[str, float] = field(default_factory=dict)
     newest: float | None = None
     seq: int = 0
+    ledgers: dict[str, Ledger] = field(default_factory=dict)
+    snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
     _pending: dict[str, float] = field(default_factory=dict)
-    _records: list[_Record] = field(default_factory=list)
     _dirty: bool = False
+    _since_snapshot: int = 0
+    _journal: list[int] = field(default_factory=list)
+    _snapshot_keys: list[str] = field(default_factory=list)
 
     # -- input positions -------------------------------------------------------------
     def applied(self, topic: str, offset: int) -> bool:
@@ -105,48 +126,169 @@ class PartitionState:
         return self._dirty
 
     def flush(self, table: StateTable) -> None:
-        """Write the changes since the last flush as one record, then expire old records."""
+        """Write the changes since the last flush as one record; snapshot when it is due."""
         if not self._dirty:
             return
         self.seq += 1
-        value = {"offsets": self.offsets, "newest": self.newest, "ids": self._pending}
-        table.put(self.partition, journal_key(self.partition, self.seq), orjson.dumps(value))
-        newest_id_at = max(self._pending.values(), default=float("-inf"))
-        self._records.append(_Record(self.seq, newest_id_at))
+        records: dict[str, Any] = {}
+        points: dict[str, Any] = {}
+        changes = len(self._pending)
+        for name, ledger in self.ledgers.items():
+            if isinstance(ledger, Records):
+                drained = ledger.drain()
+                if drained:
+                    records[name] = drained
+                    changes += len(drained)
+            else:
+                added = ledger.drain()
+                if added:
+                    points[name] = [list(p) for p in added]
+                    changes += len(added)
+        value = {
+            "offsets": self.offsets,
+            "newest": self.newest,
+            "ids": self._pending,
+            "records": records,
+            "points": points,
+        }
+        table.put(self.partition, journal_key(self.partition, self.seq), _dumps(value))
+        self._journal.append(self.seq)
         self._pending = {}
         self._dirty = False
-        self._expire(table)
+        self._since_snapshot += changes
+        if self._since_snapshot >= max(self.snapshot_min_changes, self._size()):
+            self.snapshot(table)
 
-    def _expire(self, table: StateTable) -> None:
-        if self.newest is None:
-            return
-        cutoff = self.newest - self.horizon
-        keep: list[_Record] = []
-        for record in self._records:
-            if record.seq != self.seq and record.newest_id_at < cutoff:
-                table.delete(self.partition, journal_key(self.partition, record.seq))
+    def snapshot(self, table: StateTable) -> None:
+        """Write the whole state as chunks plus a marker, then drop what it supersedes."""
+        self._forget_old_ids()
+        if self.newest is not None:
+            for ledger in self.ledgers.values():
+                if isinstance(ledger, Windows):
+                    ledger.expire(self.newest)
+        keys: list[str] = []
+        for i, chunk in enumerate(_chunks(self._items(), SNAPSHOT_CHUNK)):
+            key = snapshot_key(self.partition, self.seq, i)
+            table.put(self.partition, key, _dumps(chunk))
+            keys.append(key)
+        marker = {
+            "seq": self.seq,
+            "chunks": len(keys),
+            "offsets": self.offsets,
+            "newest": self.newest,
+        }
+        table.put(self.partition, marker_key(self.partition), _dumps(marker))
+        for key in self._snapshot_keys:
+            table.delete(self.partition, key)
+        for seq in self._journal:
+            table.delete(self.partition, journal_key(self.partition, seq))
+        self._snapshot_keys, self._journal, self._since_snapshot = keys, [], 0
+
+    def _size(self) -> int:
+        size = len(self.ids)
+        for ledger in self.ledgers.values():
+            size += len(ledger) if isinstance(ledger, Records) else ledger.point_count()
+        return size
+
+    def _items(self) -> Iterator[list[Any]]:
+        for event_id, at in self.ids.items():
+            yield ["i", event_id, at]
+        for name, ledger in self.ledgers.items():
+            if isinstance(ledger, Records):
+                for key, value in ledger.items():
+                    yield ["r", name, key, value]
             else:
-                keep.append(record)
-        if len(keep) != len(self._records):
-            self.ids = {i: at for i, at in self.ids.items() if at >= cutoff}
-        self._records = keep
+                for point in ledger.snapshot():
+                    yield ["p", name, *point]
 
+    def _forget_old_ids(self) -> None:
+        if self.newest is not None:
+            cutoff = self.newest - self.horizon
+            self.ids = {i: at for i, at in self.ids.items() if at >= cutoff}
+
+    # -- recovery --------------------------------------------------------------------
     @classmethod
-    def recover(cls, partition: int, horizon: float, table: StateTable) -> PartitionState:
-        """Rebuild a partition's state from its journal records."""
-        state = cls(partition=partition, horizon=horizon)
-        for seq, value in sorted(_parse(partition, table.records(partition))):
-            ids: dict[str, float] = value.get("ids", {})
-            state.ids.update(ids)
-            state._records.append(_Record(seq, max(ids.values(), default=float("-inf"))))
-            state.seq = seq
-            state.offsets = {str(t): int(o) for t, o in value.get("offsets", {}).items()}
-            state.newest = value.get("newest")
+    def recover(
+        cls,
+        partition: int,
+        horizon: float,
+        table: StateTable,
+        ledgers: Mapping[str, Ledger] | None = None,
+    ) -> PartitionState:
+        """Rebuild a partition's state: its newest snapshot, then the journal after it."""
+        state = cls(partition=partition, horizon=horizon, ledgers=dict(ledgers or {}))
+        stored = dict(table.records(partition))
+        marker_raw = stored.get(marker_key(partition))
+        if marker_raw is not None:
+            marker = orjson.loads(marker_raw)
+            state.seq = int(marker["seq"])
+            state.offsets = {str(t): int(o) for t, o in marker["offsets"].items()}
+            state.newest = marker["newest"]
+            for i in range(int(marker["chunks"])):
+                key = snapshot_key(partition, state.seq, i)
+                state._load_chunk(orjson.loads(stored[key]))
+                state._snapshot_keys.append(key)
+        live = set(state._snapshot_keys)
+        # Chunks of an older snapshot, or of one whose marker never landed: delete them
+        # with the next snapshot.
+        state._snapshot_keys.extend(
+            key for key in stored if key.startswith(f"s/{partition}/") and key not in live
+        )
+        prefix = journal_prefix(partition)
+        journal = sorted(
+            (int(key[len(prefix) :]), raw) for key, raw in stored.items() if key.startswith(prefix)
+        )
+        snapshot_seq = state.seq
+        for seq, raw in journal:
+            if marker_raw is not None and seq <= snapshot_seq:
+                state._journal.append(seq)  # covered by the snapshot; its delete did not land
+                continue
+            state._load_record(seq, orjson.loads(raw))
         return state
 
+    def _load_chunk(self, items: list[list[Any]]) -> None:
+        for item in items:
+            if item[0] == "i":
+                self.ids[item[1]] = item[2]
+            elif item[0] == "r":
+                self._records(item[1]).load([(item[2], item[3])])
+            else:
+                self._windows(item[1]).load([(item[2], item[3], item[4])])
 
-def _parse(partition: int, items: Iterable[tuple[str, bytes]]) -> Iterator[tuple[int, Any]]:
-    prefix = journal_prefix(partition)
-    for key, raw in items:
-        if key.startswith(prefix):
-            yield int(key[len(prefix) :]), orjson.loads(raw)
+    def _load_record(self, seq: int, value: Any) -> None:
+        self.ids.update(value.get("ids", {}))
+        for name, changes in value.get("records", {}).items():
+            self._records(name).load(changes.items())
+        for name, points in value.get("points", {}).items():
+            self._windows(name).load(points)
+        self.seq = seq
+        self.offsets = {str(t): int(o) for t, o in value.get("offsets", {}).items()}
+        self.newest = value.get("newest")
+        self._journal.append(seq)
+
+    def _records(self, name: str) -> Records:
+        ledger = self.ledgers.get(name)
+        if not isinstance(ledger, Records):
+            raise KeyError(f"state names an unknown record ledger {name!r}")
+        return ledger
+
+    def _windows(self, name: str) -> Windows:
+        ledger = self.ledgers.get(name)
+        if not isinstance(ledger, Windows):
+            raise KeyError(f"state names an unknown window ledger {name!r}")
+        return ledger
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def _chunks(items: Iterable[list[Any]], size: int) -> Iterator[list[list[Any]]]:
+    chunk: list[list[Any]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -109,6 +109,10 @@ class Windows:
         for key, at, value in points:
             self._series_for(key).add(at, value)
 
+    def point_count(self) -> int:
+        """How many (series, time) entries are stored."""
+        return sum(len(series) for series in self._series.values())
+
     def snapshot(self) -> Iterator[Point]:
         """Every stored point: what a snapshot of these series writes."""
         for key, series in self._series.items():

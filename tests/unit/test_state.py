@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from revmon.state import PartitionState, journal_key, journal_prefix
+from revmon.kpi.ledger import Records, Windows
+from revmon.state import PartitionState, journal_key, journal_prefix, marker_key, snapshot_key
 
 HORIZON = 100.0
 
@@ -166,6 +167,8 @@ def test_flush_writes_one_record_with_offsets_and_new_ids(
         "offsets": {"crm": 7, "billing": 3},
         "newest": 20.0,
         "ids": {"e1": 10.0, "e2": 20.0},
+        "records": {},
+        "points": {},
     }
     assert not state.dirty
 
@@ -185,6 +188,8 @@ def test_second_flush_writes_only_new_ids(state: PartitionState, table: DictTabl
         "offsets": {"crm": 0, "billing": 0},
         "newest": 20.0,
         "ids": {"e2": 20.0},
+        "records": {},
+        "points": {},
     }
 
 
@@ -206,7 +211,13 @@ def test_offset_only_flush_has_no_ids(state: PartitionState, table: DictTable) -
 
     state.flush(table)
 
-    assert table.value(journal_key(0, 1)) == {"offsets": {"crm": 9}, "newest": None, "ids": {}}
+    assert table.value(journal_key(0, 1)) == {
+        "offsets": {"crm": 9},
+        "newest": None,
+        "ids": {},
+        "records": {},
+        "points": {},
+    }
 
 
 def test_journal_keys_sort_in_sequence_order() -> None:
@@ -327,81 +338,112 @@ def _flush_ids(state: PartitionState, table: DictTable, offset: int, **ids: floa
     state.flush(table)
 
 
-def test_expiry_deletes_records_whose_ids_left_the_horizon(
-    state: PartitionState, table: DictTable
-) -> None:
-    """A record is deleted once every id in it is older than newest − horizon."""
-    _flush_ids(state, table, 0, a=0.0)
-    _flush_ids(state, table, 1, b=50.0)
-    _flush_ids(state, table, 2, c=150.0)
-
-    assert table.deletes == [(0, journal_key(0, 1))]
-    assert table.sorted_keys() == [journal_key(0, 2), journal_key(0, 3)]
-    assert not state.is_duplicate("a")
-    assert state.is_duplicate("b")
+def _ledgers() -> dict[str, Records | Windows]:
+    return {"leads": Records(), "entries": Windows(retention=1_000.0)}
 
 
-def test_expiry_keeps_a_record_with_one_id_inside(state: PartitionState, table: DictTable) -> None:
-    """A record with any id still inside the horizon stays."""
-    _flush_ids(state, table, 0, a=0.0, b=60.0)
-    _flush_ids(state, table, 1, c=150.0)
-
-    assert table.deletes == []
+def _snapshotting(table: DictTable, every: int = 4) -> PartitionState:
+    state = PartitionState(partition=0, horizon=HORIZON, ledgers=_ledgers())
+    state.snapshot_min_changes = every
+    return state
 
 
-def test_expiry_never_deletes_the_newest_record(state: PartitionState, table: DictTable) -> None:
-    """The newest record stays even when all its ids are old: it carries the offsets."""
-    _flush_ids(state, table, 0, new=1000.0)
-    _flush_ids(state, table, 1, late=10.0)
+def test_no_snapshot_before_enough_changes(table: DictTable) -> None:
+    """Below the change threshold, flushes only append journal records."""
+    state = _snapshotting(table, every=10)
+    _flush_ids(state, table, 0, a=1.0)
+    _flush_ids(state, table, 1, b=2.0)
 
-    assert journal_key(0, 2) in table.sorted_keys()
-    assert PartitionState.recover(0, HORIZON, table).offsets == {"crm": 1}
-
-
-def test_expiry_drops_offset_only_records_once_superseded(
-    state: PartitionState, table: DictTable
-) -> None:
-    """Records without ids are deleted once a newer record carries the offsets."""
-    _flush_ids(state, table, 0, a=500.0)
-    state.advance("crm", 1)
-    state.flush(table)
-    state.advance("crm", 2)
-    state.flush(table)
-
-    assert table.sorted_keys() == [journal_key(0, 1), journal_key(0, 3)]
+    assert table.sorted_keys() == [journal_key(0, 1), journal_key(0, 2)]
 
 
-def test_recovery_after_expiry_keeps_offsets_and_live_ids(
-    state: PartitionState, table: DictTable
-) -> None:
-    """After expiry, recovery still knows every offset and every id inside the horizon."""
-    _flush_ids(state, table, 0, a=0.0)
-    state.advance("billing", 4)
-    _flush_ids(state, table, 1, b=50.0)
-    _flush_ids(state, table, 2, c=150.0)
-    _flush_ids(state, table, 3)
+def test_snapshot_replaces_the_journal(table: DictTable) -> None:
+    """Once changes reach the threshold, a snapshot is written and the journal it covers goes."""
+    state = _snapshotting(table, every=3)
+    _flush_ids(state, table, 0, a=1.0)
+    _flush_ids(state, table, 1, b=2.0, c=3.0)
 
-    recovered = PartitionState.recover(0, HORIZON, table)
-
-    assert recovered.offsets == {"crm": 3, "billing": 4}
-    assert recovered.newest == 150.0
-    assert recovered.seq == 4
-    assert not recovered.is_duplicate("a")
-    assert recovered.is_duplicate("b")
-    assert recovered.is_duplicate("c")
-    assert {i for i in recovered.ids if recovered.is_duplicate(i)} == {
-        i for i in state.ids if state.is_duplicate(i)
+    assert table.sorted_keys() == [marker_key(0), snapshot_key(0, 2, 0)]
+    assert table.value(marker_key(0)) == {
+        "seq": 2,
+        "chunks": 1,
+        "offsets": {"crm": 1},
+        "newest": 3.0,
     }
 
 
-def test_expiry_also_applies_after_recovery(table: DictTable) -> None:
-    """A recovered state expires the records it recovered once they leave the horizon."""
-    first = PartitionState(partition=0, horizon=HORIZON)
-    _flush_ids(first, table, 0, a=0.0)
-    _flush_ids(first, table, 1, b=10.0)
+def test_recover_from_snapshot_and_later_journal(table: DictTable) -> None:
+    """Recovery loads the snapshot, then applies the journal records written after it."""
+    state = _snapshotting(table, every=3)
+    leads = state.ledgers["leads"]
+    entries = state.ledgers["entries"]
+    assert isinstance(leads, Records)
+    assert isinstance(entries, Windows)
+    leads.put("l1", ["mql", 5.0])
+    entries.add("lead|mql", 5.0)
+    _flush_ids(state, table, 0, a=1.0)
+    _flush_ids(state, table, 1, b=2.0)  # snapshot
+    leads.put("l2", ["name", 6.0])
+    leads.delete("l1")
+    entries.add("lead|name", 6.0, 2.0)
+    _flush_ids(state, table, 2, c=6.0)
 
-    second = PartitionState.recover(0, HORIZON, table)
-    _flush_ids(second, table, 2, c=500.0)
+    ledgers = _ledgers()
+    recovered = PartitionState.recover(0, HORIZON, table, ledgers)
 
-    assert table.sorted_keys() == [journal_key(0, 3)]
-    assert PartitionState.recover(0, HORIZON, table).offsets == {"crm": 2}
+    assert (recovered.seq, recovered.offsets, recovered.newest) == (3, {"crm": 2}, 6.0)
+    assert set(recovered.ids) == {"a", "b", "c"}
+    recovered_leads = ledgers["leads"]
+    recovered_entries = ledgers["entries"]
+    assert isinstance(recovered_leads, Records)
+    assert isinstance(recovered_entries, Windows)
+    assert dict(recovered_leads.items()) == {"l2": ["name", 6.0]}
+    assert recovered_entries.sum("lead|mql", 10.0, 100.0) == 1.0
+    assert recovered_entries.sum("lead|name", 10.0, 100.0) == 2.0
+    assert recovered_leads.drain() == {}  # loading marks nothing as changed
+
+
+def test_snapshot_drops_ids_outside_the_horizon(table: DictTable) -> None:
+    """Ids older than newest − horizon are not carried into a snapshot."""
+    state = _snapshotting(table, every=2)
+    _flush_ids(state, table, 0, old=0.0, new=500.0)
+
+    recovered = PartitionState.recover(0, HORIZON, table)
+
+    assert set(recovered.ids) == {"new"}
+    assert not recovered.is_duplicate("old")
+
+
+def test_snapshot_without_marker_is_ignored_and_cleaned_up(table: DictTable) -> None:
+    """Chunks whose marker never landed (a crash mid-snapshot) are ignored, then deleted."""
+    state = _snapshotting(table, every=100)
+    _flush_ids(state, table, 0, a=1.0)
+    table.put(0, snapshot_key(0, 7, 0), orjson.dumps([["i", "ghost", 1.0]]))
+
+    recovered = PartitionState.recover(0, HORIZON, table)
+    assert set(recovered.ids) == {"a"}
+
+    recovered.snapshot(table)
+    assert snapshot_key(0, 7, 0) not in table.sorted_keys()
+    assert table.sorted_keys() == [marker_key(0), snapshot_key(0, 1, 0)]
+
+
+def test_journal_covered_by_a_snapshot_is_not_applied_twice(table: DictTable) -> None:
+    """A journal record the snapshot covers (its delete lost) is skipped, then deleted."""
+    state = _snapshotting(table, every=100)
+    entries = state.ledgers["entries"]
+    assert isinstance(entries, Windows)
+    entries.add("k", 5.0)
+    _flush_ids(state, table, 0, a=1.0)
+    record = table.data[0][journal_key(0, 1)]
+    state.snapshot(table)
+    table.put(0, journal_key(0, 1), record)  # as if the tombstone never landed
+
+    ledgers = _ledgers()
+    recovered = PartitionState.recover(0, HORIZON, table, ledgers)
+    recovered_entries = ledgers["entries"]
+    assert isinstance(recovered_entries, Windows)
+
+    assert recovered_entries.sum("k", 10.0, 100.0) == 1.0
+    recovered.snapshot(table)
+    assert journal_key(0, 1) not in table.sorted_keys()
