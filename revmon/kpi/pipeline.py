@@ -1,0 +1,392 @@
+"""Pipeline, targets and gaps (SPEC §3.4): the opportunity book of one input partition.
+
+The book applies the funnel's answer (`revmon.kpi.funnel`) for each opportunity event and
+keeps what the pipeline metrics and the forecast (§3.8, `kpi/forecast.py`) need:
+
+- `records`: one record per opportunity (see `Opportunity`);
+- `windows`: created, won and lost counts and amounts, cycle seconds, and the §3.8
+  reached/won counts, each dated by the event that caused it.
+
+An opportunity's close is counted once, at its latest close: re-opening retracts the
+earlier close's points (negative points at the earlier close time), so a lost deal that
+is re-opened and won is one win, and a re-opened deal that is still open is no close.
+
+Open totals per (kind, stage) and per (kind, expected close date) are derived indexes,
+kept incrementally in exact decimals and rebuilt from the records by `rebuild()`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Context, Decimal
+from typing import Any, TypeAlias, TypeVar, get_args
+from zoneinfo import ZoneInfo
+
+from revmon.events import (
+    OpportunityAmountChanged,
+    OpportunityCreated,
+    OpportunityKind,
+    OpportunityStageChanged,
+)
+from revmon.kpi.funnel import Effect, FunnelSpec, Move, Position, create, move
+from revmon.kpi.ledger import Records, Sample, Windows, component
+from revmon.kpi.periods import Period, current_targets
+from revmon.settings import Settings, Window
+
+OpportunityEvent: TypeAlias = (
+    OpportunityCreated | OpportunityStageChanged | OpportunityAmountChanged
+)
+
+KINDS: tuple[str, ...] = get_args(OpportunityKind)
+DAY = 86_400.0
+PACE_WINDOWS = (Window("30d", 30 * DAY), Window("90d", 90 * DAY))
+FORECAST_HORIZON = 365 * DAY
+
+# Partial (summable component) names; keys are `name|label|...` in the order documented.
+OPEN = "pipeline_open"  # |kind|stage
+OPEN_AMOUNT = "pipeline_open_amount"  # |kind|stage
+CREATED = "pipeline_created"  # |kind|window, and every flow name below
+CREATED_AMOUNT = "pipeline_created_amount"
+WON = "pipeline_won"
+WON_AMOUNT = "pipeline_won_amount"
+LOST = "pipeline_lost"
+LOST_AMOUNT = "pipeline_lost_amount"
+CYCLE = "pipeline_cycle_seconds_sum"
+PACE_AMOUNT = "pipeline_pace_created_amount"  # |kind|30d and |kind|90d
+PERIOD_WON = "pipeline_period_won_amount"  # |period|kind
+COVERAGE_OPEN = "pipeline_coverage_open_amount"  # |period|kind
+STAGE_REACHED = "pipeline_stage_reached"  # |kind|stage, closed in 365d
+STAGE_REACHED_WON = "pipeline_stage_reached_won"  # |kind|stage, closed in 365d
+FLOWS = (CREATED, CREATED_AMOUNT, WON, WON_AMOUNT, LOST, LOST_AMOUNT, CYCLE)
+
+_K = TypeVar("_K")
+
+# Open amounts are added and taken away for every move; decimals keep them exact.
+_MONEY = Context(prec=80)
+
+
+@dataclass(slots=True)
+class Opportunity:
+    """What the book knows of one opportunity; stored as a JSON-able list (`to_record`).
+
+    While closed, `stage`, `entered_at` and `amount` are the close's stage, time and amount
+    (a closed opportunity's amount does not change), which is what a re-open retracts.
+    """
+
+    kind: str
+    amount: Decimal
+    stage: str
+    entered_at: float
+    created_at: float  # creation, or first entry for one first seen through a stage change
+    close_date: str | None  # expected_close_date as an ISO date
+    reached: list[str]  # open stages it was ever in, in the order first reached
+    created: bool  # counted in revmon_pipeline_created
+
+    def to_record(self) -> list[Any]:
+        """The JSON-able record kept in `Records`."""
+        return [
+            self.kind,
+            str(self.amount),
+            self.stage,
+            self.entered_at,
+            self.created_at,
+            self.close_date,
+            list(self.reached),
+            self.created,
+        ]
+
+    @classmethod
+    def from_record(cls, value: Any) -> Opportunity:
+        """The opportunity of a stored record."""
+        kind, amount, stage, entered_at, created_at, close_date, reached, created = value
+        return cls(
+            kind, Decimal(amount), stage, entered_at, created_at, close_date, list(reached), created
+        )
+
+
+@dataclass(slots=True)
+class _Total:
+    """Count and exact amount of the open opportunities under one index key."""
+
+    count: int = 0
+    amount: Decimal = Decimal(0)
+
+
+def opportunity_spec(settings: Settings) -> FunnelSpec:
+    """The opportunity funnel of `settings`; a closed opportunity may be re-opened."""
+    funnel = settings.funnels.opportunity
+    return FunnelSpec("opportunity", funnel.stages, funnel.converted, funnel.dropped, True)
+
+
+def opportunity_move(
+    spec: FunnelSpec, current: Position | None, event: OpportunityEvent
+) -> Move | None:
+    """The funnel's answer for an opportunity event (None for `amount_changed`)."""
+    if isinstance(event, OpportunityCreated):
+        return create(spec, current, event.stage, event.at)
+    if isinstance(event, OpportunityStageChanged):
+        return move(spec, current, event.stage, event.at)
+    return None
+
+
+@dataclass(slots=True)
+class PipelineBook:
+    """The pipeline state of one input partition (SPEC §3.4, §3.8)."""
+
+    settings: Settings
+    spec: FunnelSpec
+    records: Records
+    windows: Windows
+    # Derived from `records`: open opportunities by (kind, stage) and (kind, close date).
+    _open: dict[tuple[str, str], _Total] = field(init=False, default_factory=dict)
+    _closing: dict[tuple[str, str | None], _Total] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rebuild()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineBook:
+        """An empty book; windows keep what the longest window, 90d pace and 365d forecast see."""
+        longest = max((w.seconds for w in settings.window_list), default=0.0)
+        retention = max(longest, PACE_WINDOWS[-1].seconds, FORECAST_HORIZON)
+        return cls(settings, opportunity_spec(settings), Records(), Windows(retention))
+
+    def position(self, opportunity_id: str) -> Position | None:
+        """Where the opportunity is (what `funnel.create`/`funnel.move` take), or None."""
+        value = self.records.get(opportunity_id)
+        if value is None:
+            return None
+        return Position(value[2], value[3])  # stage and entered_at (see `to_record`)
+
+    def apply(self, event: OpportunityEvent, move: Move | None) -> bool:
+        """Apply one opportunity event, given the funnel's `move` for it (None for amount_changed).
+
+        Returns:
+            True when the event was late (SPEC §1): it changed nothing.
+        """
+        if isinstance(event, OpportunityAmountChanged):
+            return self._revalue(event)
+        if move is None or move.position is None:
+            return move is not None and move.effect is Effect.LATE
+        key = event.opportunity_id
+        value = self.records.get(key)
+        if value is None:
+            opp = self._new(event, move.position)
+        else:
+            opp = Opportunity.from_record(value)
+            if self.spec.is_open(opp.stage):
+                self._index(opp, -1)
+            elif move.effect is Effect.REOPENED:
+                self._close(opp, -1.0)
+            if isinstance(event, OpportunityStageChanged) and event.amount is not None:
+                opp.amount = event.amount
+            opp.stage, opp.entered_at = move.position.stage, move.position.entered_at
+        self._enter(key, opp)
+        return False
+
+    def _new(
+        self, event: OpportunityCreated | OpportunityStageChanged, at: Position
+    ) -> Opportunity:
+        if isinstance(event, OpportunityStageChanged):
+            # SPEC §1: a stage change creates an unknown opportunity, but not as a creation.
+            amount = event.amount if event.amount is not None else Decimal(0)
+            return Opportunity(
+                "new_business", amount, at.stage, at.entered_at, at.entered_at, None, [], False
+            )
+        close_date = (
+            None if event.expected_close_date is None else event.expected_close_date.isoformat()
+        )
+        opp = Opportunity(
+            event.kind, event.amount, at.stage, at.entered_at, event.at, close_date, [], True
+        )
+        self.windows.add(component(CREATED, opp.kind), event.at)
+        self.windows.add(component(CREATED_AMOUNT, opp.kind), event.at, float(opp.amount))
+        return opp
+
+    def _enter(self, key: str, opp: Opportunity) -> None:
+        """Count the opportunity in its (new) stage and store it."""
+        if self.spec.is_open(opp.stage):
+            if opp.stage not in opp.reached:
+                opp.reached.append(opp.stage)
+            self._index(opp, +1)
+        else:
+            self._close(opp, +1.0)
+        self.records.put(key, opp.to_record())
+
+    def _revalue(self, event: OpportunityAmountChanged) -> bool:
+        value = self.records.get(event.opportunity_id)
+        if value is None:
+            return False  # only a stage change creates an unknown opportunity
+        opp = Opportunity.from_record(value)
+        if event.at < opp.entered_at:
+            return True
+        if not self.spec.is_open(opp.stage):
+            return False  # re-values open opportunities only
+        self._index(opp, -1)
+        opp.amount = event.amount
+        self._index(opp, +1)
+        self.records.put(event.opportunity_id, opp.to_record())
+        return False
+
+    def _close(self, opp: Opportunity, sign: float) -> None:
+        """Add (sign +1) or retract (sign -1) the points of the opportunity's close."""
+        at, kind, won = opp.entered_at, opp.kind, opp.stage == self.spec.converted
+        add = self.windows.add
+        add(component(WON if won else LOST, kind), at, sign)
+        add(component(WON_AMOUNT if won else LOST_AMOUNT, kind), at, sign * float(opp.amount))
+        if won:
+            add(component(CYCLE, kind), at, sign * (at - opp.created_at))
+        for stage in opp.reached:
+            add(component(STAGE_REACHED, kind, stage), at, sign)
+            if won:
+                add(component(STAGE_REACHED_WON, kind, stage), at, sign)
+
+    def _index(self, opp: Opportunity, sign: int) -> None:
+        """Add (+1) or remove (-1) an open opportunity from the derived open totals."""
+        amount = opp.amount if sign > 0 else opp.amount.copy_negate()
+        _bump(self._open, (opp.kind, opp.stage), sign, amount)
+        _bump(self._closing, (opp.kind, opp.close_date), sign, amount)
+
+    def rebuild(self) -> None:
+        """Recompute the derived open totals from `records` (after `records.load()`)."""
+        self._open.clear()
+        self._closing.clear()
+        for _, value in self.records.items():
+            opp = Opportunity.from_record(value)
+            if self.spec.is_open(opp.stage):
+                self._index(opp, +1)
+
+    def partials(self, now: float) -> dict[str, float]:
+        """The summable components at `now` (keys: see the name constants of this module)."""
+        out: dict[str, float] = {}
+        windows = self.windows
+        for kind in KINDS:
+            for stage in self.spec.stages:
+                total = self._open.get((kind, stage), _Total())
+                out[component(OPEN, kind, stage)] = float(total.count)
+                out[component(OPEN_AMOUNT, kind, stage)] = float(total.amount)
+                for name in (STAGE_REACHED, STAGE_REACHED_WON):
+                    series = component(name, kind, stage)
+                    out[series] = windows.sum(series, now, FORECAST_HORIZON)
+            for window in self.settings.window_list:
+                for name in FLOWS:
+                    out[component(name, kind, window.label)] = windows.sum(
+                        component(name, kind), now, window.seconds
+                    )
+            for window in PACE_WINDOWS:
+                out[component(PACE_AMOUNT, kind, window.label)] = windows.sum(
+                    component(CREATED_AMOUNT, kind), now, window.seconds
+                )
+        out.update(self._target_partials(now))
+        return out
+
+    def _target_partials(self, now: float) -> Iterator[tuple[str, float]]:
+        zone = ZoneInfo(self.settings.timezone)
+        for period, target in current_targets(self.settings.targets, now, zone):
+            kinds = KINDS if target.kind == "all" else (target.kind,)
+            start = period.start(zone)
+            won = math.fsum(
+                _since(self.windows, component(WON_AMOUNT, k), start, now) for k in kinds
+            )
+            yield component(PERIOD_WON, period.label, target.kind), won
+            yield (
+                component(COVERAGE_OPEN, period.label, target.kind),
+                self._open_closing_in(period, kinds),
+            )
+
+    def _open_closing_in(self, period: Period, kinds: tuple[str, ...]) -> float:
+        """Open amount of `kinds` without an expected close date or with one inside `period`."""
+        amount = Decimal(0)
+        for (kind, day), total in self._closing.items():
+            if kind in kinds and (day is None or period.has_day(day)):
+                amount = _MONEY.add(amount, total.amount)
+        return float(amount)
+
+
+def _bump(index: dict[_K, _Total], key: _K, count: int, amount: Decimal) -> None:
+    total = index.setdefault(key, _Total())
+    total.count += count
+    total.amount = _MONEY.add(total.amount, amount)
+    if total.count == 0:
+        del index[key]  # no open opportunity left: no stray zero or rounding residue
+
+
+def _since(windows: Windows, key: str, start: float, now: float) -> float:
+    """The total of series `key` over `[start, now]` (start included, unlike a window).
+
+    The window ends just below `start` (the next float down), so nothing before `start`
+    and everything at or after it is counted; both subtractions are exact for event
+    times of this century and spans under a year.
+    """
+    return windows.sum(key, now, now - math.nextafter(start, -math.inf))
+
+
+class SeriesList:
+    """Samples grouped by metric name (a family's series together, families in first-seen order)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, list[Sample]] = {}
+
+    def add(self, name: str, labels: tuple[tuple[str, str], ...], value: float) -> None:
+        """Add one series."""
+        self._families.setdefault(name, []).append(Sample(name, labels, value))
+
+    def samples(self) -> list[Sample]:
+        """Every series added, grouped by family."""
+        return [sample for family in self._families.values() for sample in family]
+
+
+def samples(settings: Settings, partials: Mapping[str, float], now: float) -> list[Sample]:
+    """The §3.4 series from partials summed over partitions; ratios only where defined."""
+    out = SeriesList()
+
+    def get(*key: str) -> float:
+        return partials.get(component(*key), 0.0)
+
+    for kind in KINDS:
+        for stage in settings.funnels.opportunity.stages:
+            labels = (("kind", kind), ("stage", stage))
+            out.add("revmon_pipeline_open", labels, get(OPEN, kind, stage))
+            out.add("revmon_pipeline_open_amount", labels, get(OPEN_AMOUNT, kind, stage))
+    for kind in KINDS:
+        open_count = math.fsum(get(OPEN, kind, s) for s in settings.funnels.opportunity.stages)
+        for window in settings.window_list:
+            labels = (("kind", kind), ("window", window.label))
+            flow = {name: get(name, kind, window.label) for name in FLOWS}
+            for name, value in flow.items():
+                out.add(f"revmon_{name}", labels, value)
+            won, lost, cycle = flow[WON], flow[LOST], flow[CYCLE]
+            if won + lost > 0:
+                out.add("revmon_pipeline_win_ratio", labels, won / (won + lost))
+            if won > 0 and cycle > 0:
+                mean_cycle_days = cycle / won / DAY
+                deal = flow[WON_AMOUNT] / won
+                velocity = open_count * (won / (won + lost)) * deal / mean_cycle_days
+                out.add("revmon_pipeline_velocity_amount_per_day", labels, velocity)
+    for kind in KINDS:
+        recent, quarter = (get(PACE_AMOUNT, kind, w.label) for w in PACE_WINDOWS)
+        if quarter > 0:
+            out.add(
+                "revmon_pipeline_creation_pace_ratio", (("kind", kind),), recent / (quarter / 3)
+            )
+    _target_samples(settings, get, now, out)
+    return out.samples()
+
+
+def _target_samples(
+    settings: Settings, get: Callable[..., float], now: float, out: SeriesList
+) -> None:
+    coverage = float(settings.pipeline.required_coverage)
+    for period, target in current_targets(settings.targets, now, ZoneInfo(settings.timezone)):
+        labels = (("period", period.label), ("kind", target.kind))
+        amount = float(target.amount)
+        won = get(PERIOD_WON, period.label, target.kind)
+        open_amount = get(COVERAGE_OPEN, period.label, target.kind)
+        remainder = amount - won
+        out.add("revmon_target_amount", labels, amount)
+        out.add("revmon_period_won_amount", labels, won)
+        if remainder > 0:
+            out.add("revmon_pipeline_coverage_ratio", labels, open_amount / remainder)
+        out.add("revmon_pipeline_gap_amount", labels, max(0.0, coverage * remainder - open_amount))
