@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from revmon.broker import Connection
 from revmon.endoffsets import use_true_end_offsets
+from revmon.engine import MetricEngine
 from revmon.events import Decoder, Rejection
-from revmon.exposition import OperationsMetrics
-from revmon.processors import Engine, Ingest, Message, NoEngine, dead_letter_headers
+from revmon.exposition import KpiCollector, OperationsMetrics
+from revmon.processors import Engine, Ingest, Message, dead_letter_headers
 from revmon.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -186,15 +187,25 @@ def build(
         newest_event=lambda: holder["ingest"].newest_event(),
         wall_clock=wall_clock,
     )
+    engine = engine if engine is not None else MetricEngine(settings)
     ingest = Ingest(
         decoder=decoder,
         metrics=metrics,
         table=state_table,
         dead_letters=FaustDeadLetters(dead_letter),
-        engine=engine if engine is not None else NoEngine(),
+        engine=engine,
         dedupe_horizon=settings.dedupe_horizon,
     )
     holder["ingest"] = ingest
+    if isinstance(engine, MetricEngine):
+        metric_engine = engine
+        registry.register(
+            KpiCollector(
+                lambda: metric_engine.samples(
+                    _watermark(settings, ingest, wall_clock) or wall_clock()
+                )
+            )
+        )
     revmon = Revmon(settings, app, ingest, registry, metrics)
     _wire(revmon, inputs, state_table)
     return revmon

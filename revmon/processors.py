@@ -14,7 +14,7 @@ import structlog
 
 from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
 from revmon.exposition import OperationsMetrics
-from revmon.state import PartitionState, StateTable
+from revmon.state import Ledger, PartitionState, StateTable
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,16 @@ class DeadLetters(Protocol):
 
 
 class Engine(Protocol):
-    """The metric state that applied events update (SPEC §3; the next layer)."""
+    """The metric state that applied events update (`revmon.engine.MetricEngine`)."""
+
+    def ledgers(self, partition: int) -> dict[str, Ledger]:
+        """Fresh containers of `partition`'s state, for recovery to fill."""
+
+    def recovered(self, partition: int) -> None:
+        """Recovery has filled `partition`'s containers."""
+
+    def forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Drop the state of `partitions` (all when None)."""
 
     def apply(self, event: Event, partition: int) -> bool:
         """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
@@ -46,6 +55,16 @@ class Engine(Protocol):
 
 class NoEngine:
     """An engine that keeps nothing: every event counts as on time."""
+
+    def ledgers(self, partition: int) -> dict[str, Ledger]:
+        """No containers."""
+        return {}
+
+    def recovered(self, partition: int) -> None:
+        """Nothing to re-derive."""
+
+    def forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Nothing to drop."""
 
     def apply(self, event: Event, partition: int) -> bool:
         """Apply nothing."""
@@ -91,7 +110,9 @@ class Ingest:
         """The partition's state, recovered from the table the first time it is needed."""
         state = self._states.get(partition)
         if state is None:
-            state = PartitionState.recover(partition, self._horizon, self._table)
+            ledgers = self._engine.ledgers(partition)
+            state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
+            self._engine.recovered(partition)
             self._states[partition] = state
             log.info(
                 "partition_state_recovered",
@@ -137,6 +158,7 @@ class Ingest:
         else:
             for partition in partitions:
                 self._states.pop(partition, None)
+        self._engine.forget(partitions)
 
     def positions(self) -> dict[tuple[str, int], int]:
         """The next offset to read of each (topic, partition) this worker has state for."""

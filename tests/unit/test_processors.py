@@ -63,7 +63,7 @@ class ListDeadLetters:
         return [dict(dead_letter_headers(m, r)) for m, r in self.sent]
 
 
-class FakeEngine:
+class FakeEngine(NoEngine):
     """Records applied events; reports the ids in `late` as late."""
 
     def __init__(self, late: Iterable[str] = ()) -> None:

@@ -1,0 +1,130 @@
+"""Funnel inventory (SPEC §3.1): open entities per stage, their ages and staleness at any `now`.
+
+Derived state: the funnel book rebuilds it from its `Records` on load and never journals
+it. A scrape must not walk a million open leads, so each stage keeps its entry times in
+a sorted multiset (count by bisection, O(log n)) plus the exact sum of entry times
+(Σ ages = n·now − Σ entered_at, O(1)). The sum is an integer of microseconds, so adding
+and removing entities in any order never drifts from a fresh rebuild.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from sortedcontainers import SortedList  # untyped: see the mypy overrides in pyproject.toml
+
+from revmon.kpi.ledger import Sample, component
+
+DAY = 86_400.0
+#: Upper bounds (seconds) of `revmon_funnel_age_seconds_bucket`, SPEC §3.1.
+AGE_BUCKETS: tuple[float, ...] = (
+    *(days * DAY for days in (1, 3, 7, 14, 30, 60, 90, 180, 365)),
+    math.inf,
+)
+_MICROS = 1_000_000
+
+# Components of the funnel book's `partials()`: `component(name, *labels)`.
+OPEN = "revmon_funnel_open"  # funnel, stage
+AGE_BUCKET = "revmon_funnel_age_seconds_bucket"  # funnel, stage, le (as `le_label` writes it)
+AGE_SUM = "revmon_funnel_age_seconds_gsum"  # funnel, stage
+STALE = "revmon_funnel_stale"  # funnel, stage
+
+
+def le_label(bound: float) -> str:
+    """`bound` as Prometheus writes `le`: Go's float format (`86400.0`, `1.2096e+06`, `+Inf`).
+
+    Mirrors `prometheus_client.utils.floatToGoString`, which kpi code may not import.
+    """
+    if bound == math.inf:
+        return "+Inf"
+    text = repr(float(bound))
+    dot = text.find(".")
+    if bound > 0 and dot > 6:  # Go switches to an exponent sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return text
+
+
+def _micros(at: float) -> int:
+    # Event times come from datetimes: whole microseconds, recovered exactly by rounding.
+    return round(at * _MICROS)
+
+
+class OpenStage:
+    """The entry times of the entities now in one open stage (a multiset)."""
+
+    __slots__ = ("_micros", "_times")
+
+    def __init__(self, times: Iterable[float] = ()) -> None:
+        self._times = SortedList(times)
+        self._micros: int = sum(_micros(at) for at in self._times)
+
+    def add(self, at: float) -> None:
+        """An entity entered the stage at `at`."""
+        self._times.add(at)
+        self._micros += _micros(at)
+
+    def remove(self, at: float) -> None:
+        """An entity that entered at `at` left the stage.
+
+        Raises:
+            ValueError: no entity entered at `at` (the index disagrees with the records).
+        """
+        self._times.remove(at)
+        self._micros -= _micros(at)
+
+    def aged_at_most(self, now: float, age: float) -> int:
+        """How many have `now - entered_at <= age` (every one for `age` = inf)."""
+        return len(self._times) - int(self._times.bisect_left(now - age))
+
+    def aged_over(self, now: float, age: float) -> int:
+        """How many have `now - entered_at > age` (stale past an SLA of `age`)."""
+        return int(self._times.bisect_left(now - age))
+
+    def age_sum(self, now: float) -> float:
+        """Σ (now - entered_at) over the stage's entities."""
+        return (len(self._times) * _micros(now) - self._micros) / _MICROS
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+
+def inventory_partials(
+    funnel: str, stage: str, entities: OpenStage, sla: float | None, now: float
+) -> dict[str, float]:
+    """The summable inventory components of one open stage at `now` (no SLA: never stale)."""
+    out = {component(OPEN, funnel, stage): float(len(entities))}
+    for bound in AGE_BUCKETS:
+        count = entities.aged_at_most(now, bound)
+        out[component(AGE_BUCKET, funnel, stage, le_label(bound))] = float(count)
+    out[component(AGE_SUM, funnel, stage)] = entities.age_sum(now)
+    stale = 0 if sla is None else entities.aged_over(now, sla)
+    out[component(STALE, funnel, stage)] = float(stale)
+    return out
+
+
+def inventory_samples(
+    funnel: str, stages: Iterable[str], partials: Mapping[str, float]
+) -> list[Sample]:
+    """The §3.1 series of `funnel`'s open stages from summed partials (0 when absent).
+
+    `_gcount` is the open count; the stale ratio only where something is open.
+    """
+    out: list[Sample] = []
+    for stage in stages:
+        labels = (("funnel", funnel), ("stage", stage))
+        count = partials.get(component(OPEN, funnel, stage), 0.0)
+        stale = partials.get(component(STALE, funnel, stage), 0.0)
+        out.append(Sample("revmon_funnel_open", labels, count))
+        for bound in AGE_BUCKETS:
+            le = le_label(bound)
+            value = partials.get(component(AGE_BUCKET, funnel, stage, le), 0.0)
+            out.append(Sample("revmon_funnel_age_seconds_bucket", (*labels, ("le", le)), value))
+        out.append(Sample("revmon_funnel_age_seconds_gcount", labels, count))
+        age_sum = partials.get(component(AGE_SUM, funnel, stage), 0.0)
+        out.append(Sample("revmon_funnel_age_seconds_gsum", labels, age_sum))
+        out.append(Sample("revmon_funnel_stale", labels, stale))
+        if count > 0:
+            out.append(Sample("revmon_funnel_stale_ratio", labels, stale / count))
+    return out
