@@ -14,11 +14,13 @@ import structlog
 from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
-from revmon.broker import Connection
+from revmon.broker import Connection, ensure_topics
 from revmon.endoffsets import use_true_end_offsets
 from revmon.engine import MetricEngine
 from revmon.events import Decoder, Rejection
 from revmon.exposition import KpiCollector, OperationsMetrics
+from revmon.kpi.ledger import Sample
+from revmon.partials import Exchange, Shared, combine
 from revmon.processors import Engine, Ingest, Message, dead_letter_headers
 from revmon.settings import Settings
 
@@ -97,8 +99,19 @@ class Revmon:
     ingest: Ingest
     registry: CollectorRegistry
     metrics: OperationsMetrics
+    exchange: Exchange
     assigned: bool = False
+    owned: set[int] = field(default_factory=set)
     on_batch: list[Callable[[], None]] = field(default_factory=list)
+
+    def newest(self) -> float | None:
+        """The greatest `occurred_at` applied on any partition, this worker's or another's."""
+        values = [v for v in (self.ingest.newest_event(), self.exchange.newest()) if v is not None]
+        return max(values) if values else None
+
+    def now(self, wall_clock: Callable[[], float]) -> float | None:
+        """The evaluation instant (SPEC §4): the wall clock, or the newest event time."""
+        return wall_clock() if self.settings.clock == "wall" else self.newest()
 
     def ready(self) -> bool:
         """True once partitions are assigned and table state is recovered."""
@@ -179,12 +192,12 @@ def build(
         opportunity_stages=opportunity.all_stages,
     )
     state_table = FaustStateTable(table)
-    holder: dict[str, Ingest] = {}
+    holder: dict[str, Any] = {}
     metrics = OperationsMetrics(
         registry,
         settings,
-        watermark=lambda: _watermark(settings, holder["ingest"], wall_clock),
-        newest_event=lambda: holder["ingest"].newest_event(),
+        watermark=lambda: holder["revmon"].now(wall_clock),
+        newest_event=lambda: holder["revmon"].newest(),
         wall_clock=wall_clock,
     )
     engine = engine if engine is not None else MetricEngine(settings)
@@ -197,16 +210,12 @@ def build(
         dedupe_horizon=settings.dedupe_horizon,
     )
     holder["ingest"] = ingest
+    exchange = Exchange(connection, partials_topic(settings))
+    app.add_dependency(exchange)
+    revmon = Revmon(settings, app, ingest, registry, metrics, exchange)
+    holder["revmon"] = revmon
     if isinstance(engine, MetricEngine):
-        metric_engine = engine
-        registry.register(
-            KpiCollector(
-                lambda: metric_engine.samples(
-                    _watermark(settings, ingest, wall_clock) or wall_clock()
-                )
-            )
-        )
-    revmon = Revmon(settings, app, ingest, registry, metrics)
+        _share(revmon, engine, wall_clock)
     _wire(revmon, inputs, state_table)
     return revmon
 
@@ -219,10 +228,47 @@ def _store(settings: Settings) -> str:
     return settings.worker.store
 
 
-def _watermark(settings: Settings, ingest: Ingest, wall_clock: Callable[[], float]) -> float | None:
-    if settings.clock == "wall":
-        return wall_clock()
-    return ingest.newest_event()
+def partials_topic(settings: Settings) -> str:
+    """The compacted topic the workers of one app share their partials on."""
+    return f"{settings.worker.app_id}-partials"
+
+
+async def prepare_topics(settings: Settings, connection: Connection) -> None:
+    """Create every topic a worker needs that does not exist yet.
+
+    Raises:
+        BrokerError: the cluster cannot be reached or refuses.
+    """
+    topics = settings.topics
+    compacted = [topics.metrics, partials_topic(settings)]
+    names = [*topics.inputs, topics.dead_letter, topics.alerts, *compacted]
+    await ensure_topics(connection, names, settings.partitions, compacted=compacted)
+
+
+def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]) -> None:
+    """Export the revenue metrics from the owner of partition 0; share partials every second."""
+    exchange = revmon.exchange
+
+    def evaluate() -> list[Sample] | None:
+        if 0 not in revmon.owned:
+            return None
+        now = revmon.now(wall_clock) or wall_clock()
+        return engine.samples(now, combine(engine.partition_partials(now), exchange.remote))
+
+    revmon.registry.register(KpiCollector(evaluate))
+
+    async def share() -> None:
+        now = revmon.now(wall_clock)
+        if now is None:
+            return
+        newest = {s.partition: s.newest for s in revmon.ingest.states()}
+        entries = {
+            partition: Shared(now, newest.get(partition), parts)
+            for partition, parts in engine.partition_partials(now).items()
+        }
+        await exchange.share(entries)
+
+    revmon.app.timer(min(1.0, revmon.settings.publish_interval), name="share_partials")(share)
 
 
 def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
@@ -244,12 +290,17 @@ def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
 
     app.agent(inputs, name="ingest")(ingest_agent)
 
+    inputs_names = set(revmon.settings.topics.inputs)
+
     async def _revoked(app_: Any, revoked: Any, **_: Any) -> None:
         # Another worker may own these partitions next: drop them, recover on return.
-        ingest.forget({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked if tp.topic in inputs_names}
+        revmon.owned -= partitions
+        ingest.forget(partitions)
 
     async def _assigned(app_: Any, assigned: Any, **_: Any) -> None:
         revmon.assigned = True
+        revmon.owned |= {tp.partition for tp in assigned if tp.topic in inputs_names}
         log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
 
     app.on_partitions_revoked.connect(_revoked)

@@ -34,7 +34,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
     from revmon import app as app_module
-    from revmon.broker import Connection, broker_for, ensure_topics
+    from revmon.broker import Connection, broker_for
     from revmon.logs import configure
     from revmon.worker import run_forever
 
@@ -42,15 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure(args.log_level)
     with broker_for(settings) as servers:
         connection = Connection(servers, settings.kafka)
-        topics = settings.topics
-        asyncio.run(
-            ensure_topics(
-                connection,
-                [*topics.inputs, topics.dead_letter, topics.metrics, topics.alerts],
-                settings.partitions,
-                compacted=[topics.metrics],
-            )
-        )
+        asyncio.run(app_module.prepare_topics(settings, connection))
         revmon = app_module.build(settings, connection)
         try:
             run_forever(revmon, loglevel=args.log_level)

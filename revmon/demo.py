@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from revmon import app as app_module
-from revmon.broker import Connection, EmbeddedBroker, ensure_topics
+from revmon.broker import Connection, EmbeddedBroker
 from revmon.produce import route
 from revmon.settings import Settings
 from revmon.simulate import SimulationConfig, simulate
@@ -104,13 +104,7 @@ async def _demo(
     settings: Settings, servers: str, speed: float, seed: int, days: int, out: TextIO
 ) -> None:
     connection = Connection(servers, settings.kafka)
-    topics = settings.topics
-    await ensure_topics(
-        connection,
-        [*topics.inputs, topics.dead_letter, topics.metrics, topics.alerts],
-        settings.partitions,
-        compacted=[topics.metrics],
-    )
+    await app_module.prepare_topics(settings, connection)
     revmon = app_module.build(settings, connection)
     web = WebServer(settings.web_host, settings.web_port, revmon.registry, revmon.ready)
     now = datetime.now(UTC).replace(microsecond=0)

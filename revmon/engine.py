@@ -7,8 +7,7 @@ books' summable partials, added over partitions, so they do not depend on partit
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from revmon.events import (
@@ -19,7 +18,7 @@ from revmon.events import (
 )
 from revmon.kpi import finance, forecast, funnel, marketing, pipeline
 from revmon.kpi.funnel import Effect, FunnelBook
-from revmon.kpi.ledger import Records, Sample, Windows
+from revmon.kpi.ledger import Records, Sample, Windows, add_up
 from revmon.kpi.marketing import MarketingBook
 from revmon.kpi.pipeline import PipelineBook
 from revmon.settings import Settings
@@ -112,16 +111,21 @@ class MetricEngine:
         """Apply one event to its partition's books; True when it was late."""
         return self._books[partition].apply(event)
 
+    def partition_partials(self, now: float) -> dict[int, dict[str, float]]:
+        """Each of this worker's partitions' components at `now`."""
+        return {partition: books.partials(now) for partition, books in self._books.items()}
+
     def partials(self, now: float) -> dict[str, float]:
         """Every component at `now`, added over this worker's partitions."""
-        total: Counter[str] = Counter()
-        for books in self._books.values():
-            total.update(books.partials(now))
-        return dict(total)
+        return add_up(self.partition_partials(now).values())
 
-    def samples(self, now: float) -> list[Sample]:
-        """Every exported series of SPEC §3.1–§3.5 and §3.8 at `now`."""
-        partials = self.partials(now)
+    def samples(self, now: float, partials: Mapping[str, float] | None = None) -> list[Sample]:
+        """Every exported series of SPEC §3.1–§3.5 and §3.8 at `now`.
+
+        `partials` are the components summed over every partition (this worker's when None).
+        """
+        if partials is None:
+            partials = self.partials(now)
         out: list[Sample] = []
         for module in (funnel, marketing, pipeline, forecast, finance):
             out.extend(module.samples(self._settings, partials, now))

@@ -168,6 +168,10 @@ class Ingest:
             for topic, offset in state.offsets.items()
         }
 
+    def states(self) -> list[PartitionState]:
+        """The partition states this worker holds."""
+        return list(self._states.values())
+
     def newest_event(self) -> float | None:
         """The greatest `occurred_at` applied on this worker's partitions."""
         values = [s.newest for s in self._states.values() if s.newest is not None]

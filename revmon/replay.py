@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 
 from revmon import app as app_module
-from revmon.broker import Connection, broker_for, ensure_topics
+from revmon.broker import Connection, broker_for
 from revmon.exposition import render
 from revmon.processors import Ingest
 from revmon.produce import ProduceReport, produce_file
@@ -60,12 +60,7 @@ async def replay_on(
     """Produce `path` to the broker at `servers`, process it all, return the exposition."""
     connection = Connection(servers, settings.kafka)
     topics = settings.topics
-    await ensure_topics(
-        connection,
-        [*topics.inputs, topics.dead_letter, topics.metrics, topics.alerts],
-        settings.partitions,
-        compacted=[topics.metrics],
-    )
+    await app_module.prepare_topics(settings, connection)
     began = time.monotonic()
     produced = await produce_file(path, connection, topics, batch=batch)
     produce_seconds = time.monotonic() - began

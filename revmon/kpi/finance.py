@@ -1,20 +1,20 @@
 """Cost of revenue (SPEC §3.5): revenue by kind, expense by category and E:R, per window.
 
 Entity stage: revenue and expense events are summed wherever they arrive, so the book of
-any input partition takes them; nothing is kept per account or per campaign. Partials
-(keys `name|label|...`, amounts in the reporting currency):
+any input partition takes them; nothing is kept per account or per campaign.
 
-- `revenue_amount|<kind>|<window>`: Σ `invoice.paid` of the kind; kind `refund` is the
-  negative Σ `refund.issued`;
-- `expense_amount|<category>|<window>`: Σ `expense.recorded`, plus `campaign.spend` as
-  category `marketing`.
+Partials (keys `metric|label|...`, each the exported series itself, in the reporting
+currency): `revmon_revenue_amount|<kind>|<window>`, Σ `invoice.paid` of the kind, with
+kind `refund` the negative Σ `refund.issued`; `revmon_expense_amount|<category>|<window>`,
+Σ `expense.recorded` plus `campaign.spend` as category `marketing`. E:R is computed from
+these in `samples()`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from revmon.events import CampaignSpend, Event, ExpenseRecorded, InvoicePaid, RefundIssued
 from revmon.kpi.ledger import Sample, Windows, component
@@ -26,9 +26,9 @@ REFUND = "refund"
 REVENUE_KINDS: tuple[str, ...] = (*INVOICE_KINDS, REFUND)
 EXPENSE_CATEGORIES = ("sales", "marketing", "customer_success", "analytics", "tools", "other")
 
-# Partial (summable component) names.
-REVENUE = "revenue_amount"  # |kind|window
-EXPENSE = "expense_amount"  # |category|window
+# Partial (summable component) names: the exported metric names.
+REVENUE = "revmon_revenue_amount"  # |kind|window
+EXPENSE = "revmon_expense_amount"  # |category|window
 
 # A denominator that is a sum of money is compared at micro-unit precision, so a window
 # whose refunds cancel its invoices to the cent is "no revenue", not 1e-13 of it.
@@ -44,7 +44,7 @@ class FinanceBook:
     """
 
     window_list: tuple[Window, ...]
-    windows: Windows = field(default_factory=lambda: Windows(0.0))
+    windows: Windows
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FinanceBook:
@@ -92,9 +92,9 @@ def samples(settings: Settings, partials: Mapping[str, float], now: float) -> li
         kinds = [partials.get(component(REVENUE, k, window.label), 0.0) for k in REVENUE_KINDS]
         costs = [partials.get(component(EXPENSE, c, window.label), 0.0) for c in EXPENSE_CATEGORIES]
         for kind, value in zip(REVENUE_KINDS, kinds, strict=True):
-            revenue.append(Sample("revmon_revenue_amount", (("kind", kind), label), value))
+            revenue.append(Sample(REVENUE, (("kind", kind), label), value))
         for category, value in zip(EXPENSE_CATEGORIES, costs, strict=True):
-            expense.append(Sample("revmon_expense_amount", (("category", category), label), value))
+            expense.append(Sample(EXPENSE, (("category", category), label), value))
         total = round(math.fsum(kinds), MONEY_DIGITS)
         if total > 0:
             ratios.append(Sample("revmon_er_ratio", (label,), math.fsum(costs) / total))

@@ -9,7 +9,8 @@ rebuilds them from a snapshot or from journal records. Values must be JSON-able
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -137,3 +138,12 @@ class Sample(NamedTuple):
 def component(name: str, *labels: str) -> str:
     """The key of a summable component in `partials()`: `name|label1|label2...`."""
     return "|".join((name, *labels))
+
+
+def add_up(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Components added key by key, exactly rounded (`math.fsum`), whatever the order."""
+    values: dict[str, list[float]] = {}
+    for part in parts:
+        for key, value in part.items():
+            values.setdefault(key, []).append(value)
+    return {key: math.fsum(items) for key, items in values.items()}
