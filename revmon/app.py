@@ -199,6 +199,7 @@ def build(
         watermark=lambda: holder["revmon"].now(wall_clock),
         newest_event=lambda: holder["revmon"].newest(),
         wall_clock=wall_clock,
+        clock_owner=lambda: 0 in holder["revmon"].owned,
     )
     engine = engine if engine is not None else MetricEngine(settings)
     ingest = Ingest(

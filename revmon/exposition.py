@@ -38,6 +38,7 @@ class OperationsMetrics:
         watermark: Callable[[], float | None],
         newest_event: Callable[[], float | None],
         wall_clock: Callable[[], float],
+        clock_owner: Callable[[], bool] = lambda: True,
     ) -> None:
         self.events = Counter(
             "revmon_events",
@@ -76,23 +77,30 @@ class OperationsMetrics:
         for rule in settings.alerts:
             alerts.labels(alertname=rule.name, severity=rule.severity).set(0)
         self.alerts_firing = alerts
-        registry.register(_ClockCollector(watermark, newest_event, wall_clock))
+        registry.register(_ClockCollector(watermark, newest_event, wall_clock, clock_owner))
 
 
 class _ClockCollector(Collector):
-    """`revmon_watermark_seconds` and `revmon_event_lag_seconds`, computed at scrape time."""
+    """`revmon_watermark_seconds` and `revmon_event_lag_seconds`, computed at scrape time.
+
+    Both are global (every partition's newest event), so only one worker exports them.
+    """
 
     def __init__(
         self,
         watermark: Callable[[], float | None],
         newest_event: Callable[[], float | None],
         wall_clock: Callable[[], float],
+        owner: Callable[[], bool],
     ) -> None:
         self._watermark = watermark
         self._newest = newest_event
         self._wall = wall_clock
+        self._owner = owner
 
     def collect(self) -> Iterable[Metric]:
+        if not self._owner():
+            return
         now = self._watermark()
         if now is not None:
             yield GaugeMetricFamily(

@@ -8,31 +8,25 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from revmon.broker import Connection, EmbeddedBroker, ensure_topics, free_port
 from revmon.produce import produce_file
 from revmon.settings import load_settings
+from tests.e2e.workers import (
+    applied,
+    scrape,
+    settled,
+    start,
+    state_metrics,
+    wait_caught_up,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
-
-# Per-process counters restart from 0 with the process; the lag follows the wall clock.
-PER_PROCESS = (
-    "revmon_events",
-    "revmon_events_duplicate",
-    "revmon_events_rejected",
-    "revmon_events_late",
-    "revmon_event_lag_seconds",
-    "revmon_build_info",
-)
 
 
 @pytest.fixture(scope="module")
@@ -45,134 +39,6 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return path
-
-
-def write_config(tmp: Path, servers: str, tag: str, app_id: str) -> Path:
-    """A config on the session broker with this test's topics and group."""
-    config = {
-        "broker": f"kafka://{servers}",
-        "clock": "event",
-        "partitions": 2,
-        "topics": {name: f"k{tag}.{name}" for name in ("crm", "marketing", "billing")}
-        | {"dead_letter": f"k{tag}.dlq", "metrics": f"k{tag}.metrics", "alerts": f"k{tag}.alerts"},
-        "worker": {
-            "app_id": app_id,
-            "store": "memory",
-            "session_timeout": "6s",
-            "data_dir": str(tmp / app_id),
-            "batch_size": 200,
-        },
-    }
-    path = tmp / f"{app_id}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Workers started by a test; every one is killed at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def start(
-    config: Path, port: int, started: list[subprocess.Popen[bytes]]
-) -> subprocess.Popen[bytes]:
-    """`revmon run` in its own process group."""
-    env = {**os.environ, "REVMON_WEB_PORT": str(port)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "revmon", "run", "--config", str(config), "--log-level", "WARNING"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    started.append(proc)
-    return proc
-
-
-def scrape(port: int) -> str | None:
-    """The /metrics text, or None while the server is not up."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-            return str(reply.read().decode())
-    except OSError:
-        return None
-
-
-def applied(text: str | None, family_name: str = "revmon_events") -> float:
-    """Σ of a counter family in an exposition (0 when there is none)."""
-    if text is None:
-        return 0.0
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == family_name
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    )
-
-
-def state_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample computed from state (not the per-process counters)."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name not in PER_PROCESS
-        for sample in family.samples
-    }
-
-
-async def committed(
-    connection: Connection, group: str, tps: list[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    """The group's committed offsets of `tps` (-1 where none)."""
-    consumer = AIOKafkaConsumer(
-        **connection.aiokafka_options(), group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        out = {}
-        for topic, partition in tps:
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            out[(topic, partition)] = -1 if offset is None else offset
-        return out
-    finally:
-        await consumer.stop()
-
-
-def wait_caught_up(
-    connection: Connection, group: str, last: dict[tuple[str, int], int], limit: float = 90
-) -> None:
-    """Poll until the group has committed every acknowledged input offset."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        done = asyncio.run(committed(connection, group, list(last)))
-        if all(done.get(tp, -1) > offset for tp, offset in last.items()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"group {group} did not catch up: {done} < {last}")
-
-
-def settled(port: int, limit: float = 30) -> str:
-    """The exposition once two scrapes a second apart agree."""
-    deadline = time.monotonic() + limit
-    previous = None
-    while time.monotonic() < deadline:
-        text = scrape(port)
-        if (
-            text is not None
-            and previous is not None
-            and state_metrics(text) == state_metrics(previous)
-        ):
-            return text
-        previous = text
-        time.sleep(1.0)
-    raise AssertionError("the metrics did not settle")
 
 
 def test_sigkill_mid_stream_then_restart_matches_an_uninterrupted_run(

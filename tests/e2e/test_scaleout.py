@@ -1,0 +1,102 @@
+"""One worker and two, on the same log, agree after `sum without (instance)`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from revmon.broker import Connection, EmbeddedBroker, ensure_topics, free_port
+from revmon.produce import produce_file
+from revmon.settings import load_settings
+from tests.e2e.workers import (
+    Series,
+    applied,
+    scrape,
+    settled,
+    start,
+    state_metrics,
+    wait_caught_up,
+    write_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def summed(texts: list[str]) -> dict[Series, float]:
+    """`sum without (instance)` over several workers' expositions (state series only)."""
+    total: dict[Series, float] = defaultdict(float)
+    for text in texts:
+        for series, value in state_metrics(text).items():
+            total[series] += value
+    return dict(total)
+
+
+def settled_sum(ports: list[int], limit: float = 60) -> dict[Series, float]:
+    """The summed expositions once two rounds a second apart agree."""
+    deadline = time.monotonic() + limit
+    previous: dict[Series, float] | None = None
+    while time.monotonic() < deadline:
+        texts = [scrape(port) for port in ports]
+        if all(text is not None for text in texts):
+            current = summed([t for t in texts if t is not None])
+            if current == previous:
+                return current
+            previous = current
+        time.sleep(1.0)
+    raise AssertionError("the summed metrics did not settle")
+
+
+def test_one_worker_and_two_workers_agree(
+    broker: EmbeddedBroker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Two `revmon run` processes on one group export what one does, summed over instances."""
+    history = tmp_path / "history.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "revmon",
+            "simulate",
+            "--days",
+            "150",
+            "--seed",
+            "4",
+            "--out",
+            history,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tag = uuid.uuid4().hex[:8]
+    servers = broker.bootstrap_servers
+    alone = write_config(tmp_path, servers, tag, f"alone-{tag}")
+    pair = write_config(tmp_path, servers, tag, f"pair-{tag}")
+    settings = load_settings(alone)
+    connection = Connection(servers, settings.kafka)
+    topics = settings.topics
+    asyncio.run(ensure_topics(connection, [*topics.inputs, topics.dead_letter], 2))
+    produced = asyncio.run(produce_file(history, connection, topics, batch=20))
+
+    alone_port, first_port, second_port = free_port(), free_port(), free_port()
+    start(alone, alone_port, processes)
+    start(pair, first_port, processes)
+    start(pair, second_port, processes)
+    wait_caught_up(connection, f"alone-{tag}", produced.last_offsets)
+    wait_caught_up(connection, f"pair-{tag}", produced.last_offsets)
+
+    want = settled(alone_port)
+    got = settled_sum([first_port, second_port])
+    expected = state_metrics(want)
+    assert len(expected) > 300
+    assert {k: v for k, v in got.items() if v != pytest.approx(expected.get(k), rel=1e-9)} == {}
+    assert set(got) == set(expected)
+    # Counters are per worker: their sum over the pair is the lone worker's count.
+    pair_texts = [scrape(first_port), scrape(second_port)]
+    assert sum(applied(t) for t in pair_texts) == applied(want) == produced.lines
