@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka.partitioner import DefaultPartitioner
 from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
@@ -21,12 +22,20 @@ from revmon.events import Decoder, Rejection
 from revmon.exposition import KpiCollector, OperationsMetrics
 from revmon.kpi.ledger import Sample
 from revmon.partials import Exchange, Shared, combine
-from revmon.processors import Engine, Ingest, Message, dead_letter_headers
+from revmon.processors import (
+    AccountIngest,
+    Engine,
+    Ingest,
+    Message,
+    dead_letter_headers,
+    fact_messages,
+)
 from revmon.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 STATE_TABLE = "state"
+ACCOUNTS_TABLE = "accounts"
 
 
 @contextlib.contextmanager
@@ -91,6 +100,26 @@ class FaustDeadLetters:
 
 
 @dataclass
+class FactsSent:
+    """Account facts sent to the accounts topic: how many are unacknowledged, and where
+    the acknowledged ones landed (what `replay` waits for the account stage to reach)."""
+
+    pending: int = 0
+    last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def sent(self) -> None:
+        """One more fact is on its way."""
+        self.pending += 1
+
+    def acked(self, future: Any) -> None:
+        """Faust's delivery callback: the broker took the fact (or failed, and it stays pending)."""
+        metadata = future.result()
+        self.pending -= 1
+        tp = (metadata.topic, metadata.partition)
+        self.last_offsets[tp] = max(self.last_offsets.get(tp, -1), metadata.offset)
+
+
+@dataclass
 class Revmon:
     """A built worker: the Faust app plus what the web endpoints and commands read."""
 
@@ -100,9 +129,12 @@ class Revmon:
     registry: CollectorRegistry
     metrics: OperationsMetrics
     exchange: Exchange
+    accounts: AccountIngest | None = None
+    facts: FactsSent = field(default_factory=lambda: FactsSent())
     assigned: bool = False
     owned: set[int] = field(default_factory=set)
     on_batch: list[Callable[[], None]] = field(default_factory=list)
+    after_flush: list[Callable[[], None]] = field(default_factory=list)
 
     def newest(self) -> float | None:
         """The greatest `occurred_at` applied on any partition, this worker's or another's."""
@@ -217,6 +249,7 @@ def build(
     holder["revmon"] = revmon
     if isinstance(engine, MetricEngine):
         _share(revmon, engine, wall_clock)
+        _wire_accounts(revmon, engine)
     _wire(revmon, inputs, state_table)
     return revmon
 
@@ -227,6 +260,11 @@ def _store(settings: Settings) -> str:
     if settings.broker == "embedded":
         return "memory"
     return settings.worker.store
+
+
+def accounts_topic(settings: Settings) -> str:
+    """The internal topic of account facts, keyed by account (the account stage's input)."""
+    return f"{settings.worker.app_id}-accounts"
 
 
 def partials_topic(settings: Settings) -> str:
@@ -242,7 +280,13 @@ async def prepare_topics(settings: Settings, connection: Connection) -> None:
     """
     topics = settings.topics
     compacted = [topics.metrics, partials_topic(settings)]
-    names = [*topics.inputs, topics.dead_letter, topics.alerts, *compacted]
+    names = [
+        *topics.inputs,
+        topics.dead_letter,
+        topics.alerts,
+        accounts_topic(settings),
+        *compacted,
+    ]
     await ensure_topics(connection, names, settings.partitions, compacted=compacted)
 
 
@@ -262,14 +306,70 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
         now = revmon.now(wall_clock)
         if now is None:
             return
-        newest = {s.partition: s.newest for s in revmon.ingest.states()}
+        newest = {f"i{s.partition}": s.newest for s in revmon.ingest.states()}
         entries = {
-            partition: Shared(now, newest.get(partition), parts)
-            for partition, parts in engine.partition_partials(now).items()
+            key: Shared(now, newest.get(key), parts)
+            for key, parts in engine.partition_partials(now).items()
         }
         await exchange.share(entries)
 
     revmon.app.timer(min(1.0, revmon.settings.publish_interval), name="share_partials")(share)
+
+
+def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:
+    """The account stage: facts out after each input batch, and the agent that applies them."""
+    settings, app = revmon.settings, revmon.app
+    topic = app.topic(
+        accounts_topic(settings),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    table = FaustStateTable(
+        app.Table(
+            ACCOUNTS_TABLE,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            help="revmon account-stage state journal",
+        )
+    )
+    accounts = revmon.accounts = AccountIngest(
+        table=table, engine=engine, dedupe_horizon=settings.dedupe_horizon
+    )
+
+    partitions = list(range(settings.partitions))
+    partitioner = DefaultPartitioner()
+
+    def send_facts() -> None:
+        # After the batch's state record: Faust flushes its producer before it commits
+        # input offsets, so a fact can only be lost together with uncommitted input,
+        # which a restarted worker re-routes. One message per account partition and
+        # batch: a message per fact would cost more than the input itself.
+        grouped: dict[int, list[bytes]] = {}
+        for fact in engine.outbox:
+            p = partitioner(fact.account_id.encode(), partitions, partitions)
+            grouped.setdefault(p, []).append(fact.to_json())
+        engine.outbox.clear()
+        for partition, facts in grouped.items():
+            for value in fact_messages(facts):
+                revmon.facts.sent()
+                topic.send_soon(value=value, partition=partition, callback=revmon.facts.acked)
+
+    revmon.after_flush.append(send_facts)
+    worker = settings.worker
+
+    async def account_agent(stream: Any) -> None:
+        async for batch in stream.take_events(worker.batch_size, within=worker.batch_interval):
+            messages = []
+            for event in batch:
+                msg = event.message
+                messages.append(Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value))
+                table.anchor(msg.partition, event)
+            accounts.handle(messages)
+            accounts.flush()
+
+    app.agent(topic, name="accounts")(account_agent)
 
 
 def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
@@ -286,18 +386,23 @@ def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
                 state_table.anchor(msg.partition, event)
             ingest.handle(messages)
             ingest.flush()
+            for send in revmon.after_flush:
+                send()
             for callback in revmon.on_batch:
                 callback()
 
     app.agent(inputs, name="ingest")(ingest_agent)
 
     inputs_names = set(revmon.settings.topics.inputs)
+    facts_topic = accounts_topic(revmon.settings)
 
     async def _revoked(app_: Any, revoked: Any, **_: Any) -> None:
         # Another worker may own these partitions next: drop them, recover on return.
         partitions = {tp.partition for tp in revoked if tp.topic in inputs_names}
         revmon.owned -= partitions
         ingest.forget(partitions)
+        if revmon.accounts is not None:
+            revmon.accounts.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
 
     async def _assigned(app_: Any, assigned: Any, **_: Any) -> None:
         revmon.assigned = True

@@ -1,8 +1,11 @@
-"""The metric engine: the kpi books of each input partition, fed by applied events.
+"""The metric engine: the kpi books of each partition, fed by applied events and facts.
 
-Each input partition number has its own books, whose containers are journaled with the
-partition's state (`revmon.state`). The exported numbers are computed at `now` from the
-books' summable partials, added over partitions, so they do not depend on partitioning.
+Two stages (docs/architecture.md): each input partition has entity books (funnels,
+marketing, pipeline, finance) and a subscription router that turns events into account
+facts; each partition of the internal accounts topic has an account book. Every book's
+containers are journaled with its partition's state (`revmon.state`). The exported
+numbers are computed at `now` from the books' summable partials, added over partitions,
+so they do not depend on partitioning.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from revmon.events import (
     OpportunityCreated,
     OpportunityStageChanged,
 )
-from revmon.kpi import finance, forecast, funnel, marketing, pipeline
+from revmon.kpi import accounts, finance, forecast, funnel, marketing, pipeline
+from revmon.kpi.accounts import AccountBook
+from revmon.kpi.customers import AccountFact, SubscriptionRouter
 from revmon.kpi.funnel import Effect, FunnelBook
 from revmon.kpi.ledger import Records, Sample, Windows, add_up
 from revmon.kpi.marketing import MarketingBook
@@ -35,6 +40,7 @@ class PartitionBooks:
     marketing: MarketingBook
     pipeline: PipelineBook
     finance: finance.FinanceBook
+    router: SubscriptionRouter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PartitionBooks:
@@ -44,6 +50,7 @@ class PartitionBooks:
             MarketingBook.from_settings(settings),
             PipelineBook.from_settings(settings),
             finance.FinanceBook.from_settings(settings),
+            SubscriptionRouter(),
         )
 
     def ledgers(self) -> dict[str, Ledger]:
@@ -54,6 +61,8 @@ class PartitionBooks:
             "pipeline.records": self.pipeline.records,
             "pipeline.windows": self.pipeline.windows,
             "finance.windows": self.finance.windows,
+            "router.records": self.router.records,
+            "router.released": self.router.released,
         }
 
     def rebuild(self) -> None:
@@ -62,6 +71,7 @@ class PartitionBooks:
         self.marketing.rebuild()
         self.pipeline.rebuild()
         self.finance.rebuild()
+        self.router.rebuild()
 
     def apply(self, event: Event) -> bool:
         """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
@@ -84,11 +94,17 @@ class PartitionBooks:
 
 
 class MetricEngine:
-    """The books of the partitions this worker owns (`processors.Engine`)."""
+    """The books of the partitions this worker owns (`processors.Engine`).
+
+    Account facts produced while applying input wait in `outbox` until the worker has
+    journaled the batch and sends them to the accounts topic.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._books: dict[int, PartitionBooks] = {}
+        self._accounts: dict[int, AccountBook] = {}
+        self.outbox: list[AccountFact] = []
 
     def ledgers(self, partition: int) -> dict[str, Ledger]:
         """Fresh, empty books for `partition`; their containers for recovery to fill."""
@@ -109,24 +125,56 @@ class MetricEngine:
 
     def apply(self, event: Event, partition: int) -> bool:
         """Apply one event to its partition's books; True when it was late."""
-        return self._books[partition].apply(event)
+        books = self._books[partition]
+        late = books.apply(event)
+        self.outbox.extend(books.router.route(event))
+        return late
 
-    def partition_partials(self, now: float) -> dict[int, dict[str, float]]:
-        """Each of this worker's partitions' components at `now`."""
-        return {partition: books.partials(now) for partition, books in self._books.items()}
+    def reroute(self, event: Event, partition: int) -> None:
+        """Queue again the account facts of an event applied before a restart."""
+        self.outbox.extend(self._books[partition].router.reroute(event))
+
+    # -- the account stage -----------------------------------------------------------
+    def account_ledgers(self, partition: int) -> dict[str, Ledger]:
+        """A fresh account book for accounts-topic `partition`; its containers to recover."""
+        book = self._accounts[partition] = AccountBook.from_settings(self._settings)
+        return {"accounts.records": book.records, "accounts.windows": book.windows}
+
+    def account_recovered(self, partition: int) -> None:
+        """Recovery filled the account book's containers."""
+        self._accounts[partition].rebuild()
+
+    def account_forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Drop account books (all when None)."""
+        if partitions is None:
+            self._accounts.clear()
+        else:
+            for partition in partitions:
+                self._accounts.pop(partition, None)
+
+    def account_apply(self, fact: AccountFact, partition: int) -> None:
+        """Apply one account fact."""
+        self._accounts[partition].apply(fact)
+
+    # -- numbers ---------------------------------------------------------------------
+    def partition_partials(self, now: float) -> dict[str, dict[str, float]]:
+        """Each of this worker's partitions' components at `now`: `i<p>` input, `a<p>` accounts."""
+        out = {f"i{p}": books.partials(now) for p, books in self._books.items()}
+        out.update({f"a{p}": book.partials(now) for p, book in self._accounts.items()})
+        return out
 
     def partials(self, now: float) -> dict[str, float]:
         """Every component at `now`, added over this worker's partitions."""
         return add_up(self.partition_partials(now).values())
 
     def samples(self, now: float, partials: Mapping[str, float] | None = None) -> list[Sample]:
-        """Every exported series of SPEC §3.1–§3.5 and §3.8 at `now`.
+        """Every exported series of SPEC §3.1–§3.8 at `now`.
 
         `partials` are the components summed over every partition (this worker's when None).
         """
         if partials is None:
             partials = self.partials(now)
         out: list[Sample] = []
-        for module in (funnel, marketing, pipeline, forecast, finance):
+        for module in (funnel, marketing, pipeline, forecast, finance, accounts):
             out.extend(module.samples(self._settings, partials, now))
         return out

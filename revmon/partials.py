@@ -1,6 +1,7 @@
 """Sharing partials between workers, so that one worker exports every revenue metric (SPEC §4).
 
-Every worker periodically sends, per input partition it owns, the partition's newest
+Every worker periodically sends, per partition it owns (`i<p>` for input partition p,
+`a<p>` for partition p of the internal accounts topic), the partition's newest
 `occurred_at` and its books' summable partials at the global `now` to a small compacted
 topic, and reads that topic back from every worker. The worker that owns input
 partition 0 exports the revenue metrics from its own partitions' live partials plus the
@@ -49,7 +50,7 @@ def decode(raw: bytes) -> Shared:
 
 
 def combine(
-    local: Mapping[int, Mapping[str, float]], remote: Mapping[int, Shared]
+    local: Mapping[str, Mapping[str, float]], remote: Mapping[str, Shared]
 ) -> dict[str, float]:
     """Live partials of our partitions plus the latest shared partials of the others."""
     others = [shared.partials for p, shared in remote.items() if p not in local]
@@ -66,7 +67,7 @@ class Exchange(Service):  # type: ignore[misc]  # mode is untyped
         super().__init__(**kwargs)
         self._connection = connection
         self._topic = topic
-        self.remote: dict[int, Shared] = {}
+        self.remote: dict[str, Shared] = {}
         self._producer: AIOKafkaProducer | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -90,13 +91,13 @@ class Exchange(Service):  # type: ignore[misc]  # mode is untyped
         if self._producer is not None:
             await self._producer.stop()
 
-    async def share(self, entries: Mapping[int, Shared]) -> None:
+    async def share(self, entries: Mapping[str, Shared]) -> None:
         """Send this worker's entries (one message per partition, keyed by it)."""
         if self._producer is None:
             return
         for partition, shared in entries.items():
             try:
-                await self._producer.send(self._topic, encode(shared), key=str(partition).encode())
+                await self._producer.send(self._topic, encode(shared), key=partition.encode())
             except KafkaError as exc:  # the next round sends again
                 log.warning("partials_not_shared", error=str(exc))
                 return
@@ -116,7 +117,7 @@ class Exchange(Service):  # type: ignore[misc]  # mode is untyped
                 for records in batches.values():
                     for record in records:
                         if record.key is not None and record.value is not None:
-                            self.remote[int(record.key)] = decode(record.value)
+                            self.remote[record.key.decode()] = decode(record.value)
         finally:
             await consumer.stop()
 

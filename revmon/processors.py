@@ -14,6 +14,7 @@ import structlog
 
 from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
 from revmon.exposition import OperationsMetrics
+from revmon.kpi.customers import AccountFact
 from revmon.state import Ledger, PartitionState, StateTable
 
 log = structlog.get_logger(__name__)
@@ -52,6 +53,9 @@ class Engine(Protocol):
     def apply(self, event: Event, partition: int) -> bool:
         """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
 
+    def reroute(self, event: Event, partition: int) -> None:
+        """Send again what applying `event` sent onwards (input applied before a restart)."""
+
 
 class NoEngine:
     """An engine that keeps nothing: every event counts as on time."""
@@ -69,6 +73,9 @@ class NoEngine:
     def apply(self, event: Event, partition: int) -> bool:
         """Apply nothing."""
         return False
+
+    def reroute(self, event: Event, partition: int) -> None:
+        """Nothing was sent onwards."""
 
 
 def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
@@ -127,6 +134,7 @@ class Ingest:
         for message in messages:
             state = self.state(message.partition)
             if state.applied(message.topic, message.offset):
+                self._reroute(message)
                 continue
             for item in self._decoder.decode(message.value):
                 if isinstance(item, Rejection):
@@ -177,6 +185,13 @@ class Ingest:
         values = [s.newest for s in self._states.values() if s.newest is not None]
         return max(values) if values else None
 
+    def _reroute(self, message: Message) -> None:
+        """Input applied before a restart: its state is in place, but what it sent onwards
+        after the last committed offset may be lost, so send it again (receivers dedupe)."""
+        for item in self._decoder.decode(message.value):
+            if not isinstance(item, Rejection):
+                self._engine.reroute(item, message.partition)
+
     def _reject(self, message: Message, rejection: Rejection) -> None:
         self._metrics.rejected.labels(reason=rejection.reason.value).inc()
         log.warning(
@@ -189,3 +204,92 @@ class Ingest:
             batch_index=rejection.index,
         )
         self._dead_letters.send(message, rejection)
+
+
+_FACT_MESSAGE_BYTES = 900 * 1024  # under Kafka's default 1 MiB message limit
+
+
+def fact_messages(facts: Iterable[bytes]) -> Iterable[bytes]:
+    """Encoded facts packed into JSON arrays of at most ~900 KiB each."""
+    chunk: list[bytes] = []
+    size = 0
+    for fact in facts:
+        if chunk and size + len(fact) + 1 > _FACT_MESSAGE_BYTES:
+            yield b"[" + b",".join(chunk) + b"]"
+            chunk, size = [], 0
+        chunk.append(fact)
+        size += len(fact) + 1
+    if chunk:
+        yield b"[" + b",".join(chunk) + b"]"
+
+
+class AccountFacts(Protocol):
+    """The account stage's state (`revmon.engine.MetricEngine`'s account books)."""
+
+    def account_ledgers(self, partition: int) -> dict[str, Ledger]:
+        """Fresh containers of account partition `partition`, for recovery to fill."""
+
+    def account_recovered(self, partition: int) -> None:
+        """Recovery has filled the partition's containers."""
+
+    def account_forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Drop the state of `partitions` (all when None)."""
+
+    def account_apply(self, fact: AccountFact, partition: int) -> None:
+        """Apply one account fact."""
+
+
+class AccountIngest:
+    """The account stage: facts keyed by account, applied once each.
+
+    Facts are revmon's own messages, so nothing is rejected; a fact the stage already
+    applied (re-sent after an input worker's restart) is dropped silently by its event id.
+    """
+
+    def __init__(self, *, table: StateTable, engine: AccountFacts, dedupe_horizon: float) -> None:
+        self._table = table
+        self._engine = engine
+        self._horizon = dedupe_horizon
+        self._states: dict[int, PartitionState] = {}
+
+    def state(self, partition: int) -> PartitionState:
+        """The partition's state, recovered from the table the first time it is needed."""
+        state = self._states.get(partition)
+        if state is None:
+            ledgers = self._engine.account_ledgers(partition)
+            state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
+            self._engine.account_recovered(partition)
+            self._states[partition] = state
+        return state
+
+    def handle(self, messages: Iterable[Message]) -> None:
+        """Apply a batch of fact messages in order."""
+        for message in messages:
+            state = self.state(message.partition)
+            if state.applied(message.topic, message.offset):
+                continue
+            for fact in AccountFact.many_from_json(message.value):
+                event_id = fact.event.event_id
+                if not state.is_duplicate(event_id):
+                    state.remember(event_id, fact.event.at)
+                    self._engine.account_apply(fact, message.partition)
+            state.advance(message.topic, message.offset)
+
+    def flush(self) -> None:
+        """Write every dirty partition's changes (one record each)."""
+        for state in self._states.values():
+            state.flush(self._table)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop partitions this worker no longer owns."""
+        for partition in partitions:
+            self._states.pop(partition, None)
+        self._engine.account_forget(partitions)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset to read of each accounts-topic partition held."""
+        return {
+            (topic, state.partition): offset + 1
+            for state in self._states.values()
+            for topic, offset in state.offsets.items()
+        }

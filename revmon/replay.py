@@ -11,9 +11,9 @@ from pathlib import Path
 import structlog
 
 from revmon import app as app_module
+from revmon.app import Revmon
 from revmon.broker import Connection, broker_for
 from revmon.exposition import render
-from revmon.processors import Ingest
 from revmon.produce import ProduceReport, produce_file
 from revmon.settings import Settings
 from revmon.worker import run_until
@@ -32,14 +32,26 @@ class ReplayResult:
     process_seconds: float  # from joined-and-recovered until caught up
 
 
-def caught_up(ingest: Ingest, last_offsets: dict[tuple[str, int], int]) -> bool:
-    """True once every acknowledged input offset has been applied.
+def reached(
+    positions: dict[tuple[str, int], int], last_offsets: dict[tuple[str, int], int]
+) -> bool:
+    """True when every offset in `last_offsets` is below its partition's next position."""
+    return all(positions.get(tp, 0) > offset for tp, offset in last_offsets.items())
 
-    The targets come from the producer's acknowledgements, never from the broker's end
+
+def caught_up(revmon: Revmon, last_offsets: dict[tuple[str, int], int]) -> bool:
+    """True once every acknowledged input offset, and every account fact, has been applied.
+
+    The targets come from the producers' acknowledgements, never from the broker's end
     offsets (Tansu reports those short: the last batch's base offset + 1).
     """
-    positions = ingest.positions()
-    return all(positions.get(tp, 0) > offset for tp, offset in last_offsets.items())
+    if not reached(revmon.ingest.positions(), last_offsets):
+        return False
+    accounts = revmon.accounts
+    if accounts is None:
+        return True
+    facts = revmon.facts
+    return facts.pending == 0 and reached(accounts.positions(), facts.last_offsets)
 
 
 def replay_settings(settings: Settings) -> Settings:
@@ -70,7 +82,7 @@ async def replay_on(
     def done() -> bool:
         if not started and revmon.ready():
             started.append(time.monotonic())  # joined and recovered: processing starts
-        return caught_up(revmon.ingest, produced.last_offsets)
+        return caught_up(revmon, produced.last_offsets)
 
     finished = await run_until(revmon, done, limit=limit, poll=0.01)
     process_seconds = time.monotonic() - (started[0] if started else time.monotonic())

@@ -82,8 +82,19 @@ class AccountFact:
     @classmethod
     def from_json(cls, raw: bytes) -> AccountFact:
         """The fact of `to_json()` bytes (written by revmon itself, so trusted)."""
-        data = json.loads(raw)
+        return cls.from_data(json.loads(raw))
+
+    @classmethod
+    def from_data(cls, data: Any) -> AccountFact:
+        """The fact of one decoded `to_json()` object."""
         return cls(data["account_id"], EVENT_ADAPTER.validate_python(data["event"]))
+
+    @classmethod
+    def many_from_json(cls, raw: bytes) -> list[AccountFact]:
+        """The facts of a JSON array of `to_json()` objects (or of one object)."""
+        data = json.loads(raw)
+        items = data if isinstance(data, list) else [data]
+        return [cls.from_data(item) for item in items]
 
 
 def account_of(event: Event) -> str | None:
@@ -105,6 +116,28 @@ class SubscriptionRouter:
     """
 
     records: Records = field(default_factory=Records)
+    #: Subscription id → the held events its start released (JSON texts), for `reroute`.
+    released: Records = field(default_factory=Records)
+
+    def reroute(self, event: Event) -> list[AccountFact]:
+        """The facts `event` gave when it was routed, again, without changing anything.
+
+        After a restart the worker re-routes input it had applied but whose facts may not
+        have reached the account stage; that stage drops the facts it already has.
+        """
+        if isinstance(event, SubscriptionStarted):
+            if self.records.get(event.subscription_id) != event.account_id:
+                return [AccountFact(event.account_id, event)]
+            held = self.released.get(event.subscription_id) or ()
+            return [
+                AccountFact(event.account_id, event),
+                *(AccountFact(event.account_id, EVENT_ADAPTER.validate_json(t)) for t in held),
+            ]
+        if isinstance(event, SubscriptionChanged | SubscriptionCanceled):
+            known = self.records.get(event.subscription_id)
+            return [AccountFact(known, event)] if isinstance(known, str) else []
+        account_id = account_of(event)
+        return [] if account_id is None else [AccountFact(account_id, event)]
 
     def route(self, event: Event) -> list[AccountFact]:
         """The facts `event` gives the account stage, in the order to send them."""
@@ -126,6 +159,8 @@ class SubscriptionRouter:
         if isinstance(known, str):
             return facts
         self.records.put(event.subscription_id, event.account_id)
+        if known:
+            self.released.put(event.subscription_id, list(known))
         for text in known or ():
             facts.append(AccountFact(event.account_id, EVENT_ADAPTER.validate_json(text)))
         return facts
