@@ -41,14 +41,19 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_sigkill_mid_stream_then_restart_matches_an_uninterrupted_run(
-    broker: EmbeddedBroker, history: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    store: str,
+    broker: EmbeddedBroker,
+    history: Path,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     """Nothing lost, nothing counted twice: killed-and-restarted equals uninterrupted."""
     tag = uuid.uuid4().hex[:8]
     servers = broker.bootstrap_servers
     steady = write_config(tmp_path, servers, tag, f"steady-{tag}")
-    killed = write_config(tmp_path, servers, tag, f"killed-{tag}")
+    killed = write_config(tmp_path, servers, tag, f"killed-{tag}", store)
     settings = load_settings(steady)
     connection = Connection(servers, settings.kafka)
     topics = settings.topics

@@ -27,7 +27,7 @@ PER_PROCESS = (
 )
 
 
-def write_config(tmp: Path, servers: str, tag: str, app_id: str) -> Path:
+def write_config(tmp: Path, servers: str, tag: str, app_id: str, store: str = "memory") -> Path:
     """A config on the session broker with this test's topics and group."""
     config = {
         "broker": f"kafka://{servers}",
@@ -37,7 +37,7 @@ def write_config(tmp: Path, servers: str, tag: str, app_id: str) -> Path:
         | {"dead_letter": f"k{tag}.dlq", "metrics": f"k{tag}.metrics", "alerts": f"k{tag}.alerts"},
         "worker": {
             "app_id": app_id,
-            "store": "memory",
+            "store": store,
             "session_timeout": "6s",
             "data_dir": str(tmp / app_id),
             "batch_size": 200,
