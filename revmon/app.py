@@ -35,6 +35,7 @@ from revmon.settings import Settings
 log = structlog.get_logger(__name__)
 
 STATE_TABLE = "state"
+DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
 ACCOUNTS_TABLE = "accounts"
 
 
@@ -197,6 +198,9 @@ def build(
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
+        # A rejected message goes to the dead-letter topic unchanged, even one over the
+        # 1 MiB input limit: the broker took it once, so it takes the copy.
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
     )
     inputs = app.topic(
         *settings.topics.inputs,

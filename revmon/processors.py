@@ -139,10 +139,10 @@ class Ingest:
             for item in self._decoder.decode(message.value):
                 if isinstance(item, Rejection):
                     self._reject(message, item)
-                elif state.is_duplicate(item.event_id):
+                elif state.is_duplicate(item.event_id, message.topic):
                     self._metrics.duplicates.inc()
                 else:
-                    state.remember(item.event_id, item.at)
+                    state.remember(item.event_id, item.at, message.topic)
                     if self._engine.apply(item, message.partition):
                         self._metrics.late.inc()
                     self._events[item.type].inc()

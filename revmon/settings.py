@@ -336,6 +336,19 @@ def _check_window(value: str) -> str:
     return value.strip()
 
 
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
 def _check_broker(value: str) -> str:
     if value == "embedded":
         return value
@@ -372,7 +385,7 @@ class Settings(BaseSettings):
     ]
     publish_interval: PositiveDuration
     dedupe_horizon: PositiveDuration
-    alertmanager_url: str | None
+    alertmanager_url: Annotated[str | None, AfterValidator(_check_http_url)]
     partitions: Annotated[int, Field(ge=1, le=1024)]
     worker: Worker
     topics: Topics

@@ -77,6 +77,12 @@ class PartitionState:
     `offsets[topic]` is the last input offset applied; `ids` maps each remembered
     `event_id` to its `occurred_at` (unix seconds); `ledgers` are the metric books'
     containers, registered by name before `recover()`.
+
+    The dedupe horizon is measured from the newest `occurred_at` of the topic an event
+    arrives on (`newest_by_topic`): the copies of an event travel the same
+    topic-partition, and the three input topics of a partition are read at their own
+    pace, so measuring from the partition's overall newest would make the outcome
+    depend on how far one topic ran ahead of another.
     """
 
     partition: int
@@ -84,6 +90,7 @@ class PartitionState:
     offsets: dict[str, int] = field(default_factory=dict)
     ids: dict[str, float] = field(default_factory=dict)
     newest: float | None = None
+    newest_by_topic: dict[str, float] = field(default_factory=dict)
     seq: int = 0
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
@@ -104,19 +111,22 @@ class PartitionState:
         self._dirty = True
 
     # -- dedupe ----------------------------------------------------------------------
-    def is_duplicate(self, event_id: str) -> bool:
-        """True when `event_id` was applied and still lies within the horizon of the newest."""
+    def is_duplicate(self, event_id: str, topic: str = "") -> bool:
+        """True when `event_id` was applied and lies within the horizon of `topic`'s newest."""
         at = self.ids.get(event_id)
         if at is None:
             return False
-        return self.newest is None or at >= self.newest - self.horizon
+        newest = self.newest_by_topic.get(topic)
+        return newest is None or at >= newest - self.horizon
 
-    def remember(self, event_id: str, at: float) -> None:
-        """Remember an applied event; it moves the partition's newest `occurred_at`."""
+    def remember(self, event_id: str, at: float, topic: str = "") -> None:
+        """Remember an applied event; it moves the newest `occurred_at` (and its topic's)."""
         self.ids[event_id] = at
         self._pending[event_id] = at
         if self.newest is None or at > self.newest:
             self.newest = at
+        if at > self.newest_by_topic.get(topic, float("-inf")):
+            self.newest_by_topic[topic] = at
         self._dirty = True
 
     # -- journal ---------------------------------------------------------------------
@@ -147,6 +157,7 @@ class PartitionState:
         value = {
             "offsets": self.offsets,
             "newest": self.newest,
+            "newest_by_topic": self.newest_by_topic,
             "ids": self._pending,
             "records": records,
             "points": points,
@@ -176,6 +187,7 @@ class PartitionState:
             "chunks": len(keys),
             "offsets": self.offsets,
             "newest": self.newest,
+            "newest_by_topic": self.newest_by_topic,
         }
         table.put(self.partition, marker_key(self.partition), _dumps(marker))
         for key in self._snapshot_keys:
@@ -202,8 +214,9 @@ class PartitionState:
                     yield ["p", name, *point]
 
     def _forget_old_ids(self) -> None:
-        if self.newest is not None:
-            cutoff = self.newest - self.horizon
+        # An id is forgotten once no topic's horizon can reach it any more.
+        if self.newest_by_topic:
+            cutoff = min(self.newest_by_topic.values()) - self.horizon
             self.ids = {i: at for i, at in self.ids.items() if at >= cutoff}
 
     # -- recovery --------------------------------------------------------------------
@@ -224,6 +237,7 @@ class PartitionState:
             state.seq = int(marker["seq"])
             state.offsets = {str(t): int(o) for t, o in marker["offsets"].items()}
             state.newest = marker["newest"]
+            state.newest_by_topic = dict(marker.get("newest_by_topic", {}))
             for i in range(int(marker["chunks"])):
                 key = snapshot_key(partition, state.seq, i)
                 state._load_chunk(orjson.loads(stored[key]))
@@ -264,6 +278,7 @@ class PartitionState:
         self.seq = seq
         self.offsets = {str(t): int(o) for t, o in value.get("offsets", {}).items()}
         self.newest = value.get("newest")
+        self.newest_by_topic = dict(value.get("newest_by_topic", {}))
         self._journal.append(seq)
 
     def _records(self, name: str) -> Records:

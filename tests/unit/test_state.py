@@ -166,6 +166,7 @@ def test_flush_writes_one_record_with_offsets_and_new_ids(
     assert table.value(journal_key(0, 1)) == {
         "offsets": {"crm": 7, "billing": 3},
         "newest": 20.0,
+        "newest_by_topic": {"": 20.0},
         "ids": {"e1": 10.0, "e2": 20.0},
         "records": {},
         "points": {},
@@ -187,6 +188,7 @@ def test_second_flush_writes_only_new_ids(state: PartitionState, table: DictTabl
     assert table.value(journal_key(0, 2)) == {
         "offsets": {"crm": 0, "billing": 0},
         "newest": 20.0,
+        "newest_by_topic": {"": 20.0},
         "ids": {"e2": 20.0},
         "records": {},
         "points": {},
@@ -214,6 +216,7 @@ def test_offset_only_flush_has_no_ids(state: PartitionState, table: DictTable) -
     assert table.value(journal_key(0, 1)) == {
         "offsets": {"crm": 9},
         "newest": None,
+        "newest_by_topic": {},
         "ids": {},
         "records": {},
         "points": {},
@@ -338,6 +341,15 @@ def _flush_ids(state: PartitionState, table: DictTable, offset: int, **ids: floa
     state.flush(table)
 
 
+def test_horizon_is_measured_per_topic(state: PartitionState) -> None:
+    """A topic read far ahead of another does not push the other's ids out of its horizon."""
+    state.remember("crm-1", 100.0, "crm")
+    state.remember("bill-1", 10_000.0, "billing")
+
+    assert state.is_duplicate("crm-1", "crm")
+    assert not state.is_duplicate("crm-1", "billing")
+
+
 def _ledgers() -> dict[str, Records | Windows]:
     return {"leads": Records(), "entries": Windows(retention=1_000.0)}
 
@@ -369,6 +381,7 @@ def test_snapshot_replaces_the_journal(table: DictTable) -> None:
         "chunks": 1,
         "offsets": {"crm": 1},
         "newest": 3.0,
+        "newest_by_topic": {"": 3.0},
     }
 
 
