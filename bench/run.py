@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import faust
@@ -23,6 +26,8 @@ import orjson
 
 from revmon.broker import Connection, EmbeddedBroker, ensure_topics
 from revmon.endoffsets import use_true_end_offsets
+from revmon.engine import MetricEngine
+from revmon.events import LeadCreated
 from revmon.logs import configure
 from revmon.produce import produce_file
 from revmon.replay import replay_on, replay_settings
@@ -90,14 +95,48 @@ async def revmon_replay(servers: str, path: Path, batch: int) -> tuple[int, floa
     return result.produced.lines, result.process_seconds
 
 
+def memory_per_open_lead(count: int) -> float:
+    """Bytes of engine state per open lead, for `count` leads created on one partition."""
+    settings = load_settings()
+    engine = MetricEngine(settings)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    ledgers = engine.ledgers(0)
+    engine.recovered(0)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(count):
+        event = LeadCreated(
+            event_id=f"e{i}",
+            occurred_at=start + timedelta(seconds=i),
+            type="lead.created",
+            lead_id=f"lead-{i:08d}",
+            channel="organic",
+        )
+        engine.apply(event, 0)
+        if i % 10_000 == 0:
+            for ledger in ledgers.values():
+                ledger.drain()  # what the worker's journal flush does once per batch
+    for ledger in ledgers.values():
+        ledger.drain()
+    engine.outbox.clear()
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return used / count
+
+
 def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--leads-per-day", type=float, default=520.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--open-leads", type=int, default=1_000_000)
     args = parser.parse_args()
     configure("WARNING")
+    per_lead = memory_per_open_lead(args.open_leads)
+    print(f"state memory: {per_lead:,.0f} bytes per open lead at {args.open_leads:,} open leads")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.jsonl"
         settings = load_settings()
@@ -123,7 +162,12 @@ def main() -> int:
                 )
     print(
         orjson.dumps(
-            {"events": count, "bare": bare, "revmon": {str(b): r for b, r in rows}}
+            {
+                "events": count,
+                "bare": bare,
+                "revmon": {str(b): r for b, r in rows},
+                "bytes_per_open_lead": per_lead,
+            }
         ).decode()
     )
     return 0
