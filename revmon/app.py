@@ -2,102 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import structlog
 from aiokafka.partitioner import DefaultPartitioner
-from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
 from revmon.broker import Connection, ensure_topics
 from revmon.endoffsets import use_true_end_offsets
 from revmon.engine import MetricEngine
-from revmon.events import Decoder, Rejection
+from revmon.events import Decoder
 from revmon.exposition import KpiCollector, OperationsMetrics
 from revmon.kpi.ledger import Sample
 from revmon.partials import Exchange, Shared, combine
-from revmon.processors import (
-    AccountIngest,
-    Engine,
-    Ingest,
-    Message,
-    dead_letter_headers,
-    fact_messages,
-)
+from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
 from revmon.settings import Settings
+from revmon.storage import FaustDeadLetters, FaustStateTable
 
 log = structlog.get_logger(__name__)
 
 STATE_TABLE = "state"
 DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
 ACCOUNTS_TABLE = "accounts"
-
-
-@contextlib.contextmanager
-def _as_partition(event: Any) -> Iterator[None]:
-    """Make Faust treat table writes as belonging to `event`'s partition.
-
-    Faust routes a table write to the changelog partition (and RocksDB shard) of the
-    event being processed. The agent writes once per batch, after many events of several
-    partitions, so it names the partition explicitly through Faust's own context variable.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-class FaustStateTable:
-    """`revmon.state.StateTable` on a Faust table (raw bytes keys and values)."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self._anchors: dict[int, Any] = {}
-
-    def anchor(self, partition: int, event: Any) -> None:
-        """Remember an input event of `partition` to attribute that partition's writes to."""
-        self._anchors[partition] = event
-
-    def records(self, partition: int) -> Iterable[tuple[str, bytes]]:
-        """Every record of `partition` (keys carry the partition, so a prefix scan)."""
-        prefix = f"j/{partition}/".encode()
-        return [
-            (key.decode(), value)
-            for key, value in list(self._table.data.items())
-            if key.startswith(prefix)
-        ]
-
-    def put(self, partition: int, key: str, value: bytes) -> None:
-        """Write one record: one changelog message on `partition`."""
-        with _as_partition(self._anchors[partition]):
-            self._table[key.encode()] = value
-
-    def delete(self, partition: int, key: str) -> None:
-        """Delete one record: one tombstone on `partition`."""
-        with _as_partition(self._anchors[partition]):
-            self._table.pop(key.encode(), None)
-
-
-class FaustDeadLetters:
-    """Rejected input to the dead-letter topic, unchanged, with the `revmon-*` headers."""
-
-    def __init__(self, topic: Any) -> None:
-        self._topic = topic
-
-    def send(self, message: Message, rejection: Rejection) -> None:
-        """Queue the message; Faust flushes its producer before it commits input offsets."""
-        self._topic.send_soon(
-            key=message.key,
-            value=rejection.payload,
-            headers=dead_letter_headers(message, rejection),
-        )
 
 
 @dataclass
