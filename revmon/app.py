@@ -236,10 +236,12 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
 
     revmon.registry.register(KpiCollector(evaluate))
 
+    every = set(range(revmon.settings.partitions))
+
     async def share() -> None:
         now = revmon.now(wall_clock)
-        if now is None:
-            return
+        if now is None or revmon.owned >= every:
+            return  # this worker owns every partition: no other worker needs our partials
         newest = {f"i{s.partition}": s.newest for s in revmon.ingest.states()}
         entries = {
             key: Shared(now, newest.get(key), parts)

@@ -379,8 +379,9 @@ class Decoder:
         return event
 
 
-# A JSON number of 16 or more characters may not survive a float: take the exact path.
-_LONG_NUMBER = re.compile(rb"[:,\[]\s*-?[0-9][0-9.eE+-]{15,}")
+# Take the exact path for a JSON number of 16 or more characters (it may not survive a
+# float), and for NaN or Infinity, which pydantic's JSON parser accepts but JSON is not.
+_LONG_NUMBER = re.compile(rb"[:,\[]\s*-?(?:[0-9][0-9.eE+-]{15,}|NaN|Infinity)")
 _WHITESPACE = b" \t\r\n"
 
 

@@ -1,0 +1,638 @@
+"""A plain batch computation of revmon's metrics from a JSON-lines file, written from SPEC.
+
+The end-to-end cross-check compares `revmon replay` with this module, so it shares no code
+with the engine: it imports nothing from `revmon.kpi`, `revmon.engine` or `revmon.events`
+(only the configuration, `revmon.settings.Settings`), parses the lines itself and keeps
+the simplest state there is: entities as small records, every flow as a list of
+(time, value) facts, summed over `now - W < t <= now` at the end.
+
+SPEC §1 is applied line by line in file order. Where SPEC leaves a choice, this follows
+the reading documented in the revmon.kpi docstrings:
+
+- an opportunity's close counts once, at its latest close: re-opening takes the earlier
+  close back (kpi/pipeline.py), and a closed opportunity keeps the amount it closed at;
+- `revmon_stage_win_ratio` counts, per open stage, the opportunities whose latest close
+  lies in the last 365 days and that were ever in that stage (kpi/forecast.py);
+- only `lead.stage_changed`, `opportunity.stage_changed` and `opportunity.amount_changed`
+  can be late (an activity names an opportunity but is about an account).
+
+Duplicates are judged with one memory of event ids in file order; revmon keeps one per
+input partition, which agrees as long as every repeat is a copy of a line of the same
+entity within the dedupe horizon (what the cross-check injects).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prometheus_client.utils import floatToGoString
+
+from revmon.settings import Funnel, Settings
+
+DAY = 86_400.0
+YEAR = 365 * DAY
+AGE_BOUNDS = (*(d * DAY for d in (1, 3, 7, 14, 30, 60, 90, 180, 365)), math.inf)
+OPPORTUNITY_KINDS = ("new_business", "expansion", "renewal")
+INVOICE_KINDS = ("new_business", "expansion", "renewal", "recurring", "one_time")
+REVENUE_KINDS = (*INVOICE_KINDS, "refund")
+CATEGORIES = ("sales", "marketing", "customer_success", "analytics", "tools", "other")
+OUTCOMES = ("advanced", "dropped", "regressed")
+REASONS = (
+    "malformed_json",
+    "not_an_event",
+    "unknown_type",
+    "invalid_field",
+    "currency_mismatch",
+    "too_large",
+)
+
+# SPEC §1, field by field: `name` required, `name?` optional (absent or null),
+# `name=default` optional but not null.
+SCHEMAS = {
+    "lead.created": "lead_id account_id? channel? campaign_id? stage?",
+    "lead.stage_changed": "lead_id stage account_id?",
+    "opportunity.created": "opportunity_id account_id amount kind stage? expected_close_date?",
+    "opportunity.stage_changed": "opportunity_id stage amount?",
+    "opportunity.amount_changed": "opportunity_id amount",
+    "activity.logged": "account_id kind opportunity_id? minutes?",
+    "campaign.spend": "campaign_id amount channel?",
+    "expense.recorded": "category amount",
+    "invoice.paid": "account_id amount kind=recurring invoice_id?",
+    "refund.issued": "account_id amount invoice_id?",
+    "subscription.started": "subscription_id account_id mrr",
+    "subscription.changed": "subscription_id mrr",
+    "subscription.canceled": "subscription_id",
+}
+EVENT_TYPES = tuple(SCHEMAS)
+KIND_CHOICES = {
+    "opportunity.created": OPPORTUNITY_KINDS,
+    "activity.logged": ("call", "email", "meeting", "visit"),
+    "invoice.paid": INVOICE_KINDS,
+}
+
+Key = tuple[str, frozenset[tuple[str, str]]]
+
+
+class InvalidFieldError(ValueError):
+    """A field breaks its rule: the event is rejected as `invalid_field`."""
+
+
+def text(value: Any, shortest: int = 1, longest: int = 200) -> str:
+    """A string of `shortest` to `longest` characters (ids, stages, channels)."""
+    if not isinstance(value, str) or not shortest <= len(value) <= longest:
+        raise InvalidFieldError(f"not a string of {shortest}-{longest} characters")
+    return value
+
+
+def money(value: Any) -> Decimal:
+    """A decimal number or decimal string, finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        raise InvalidFieldError("not a number")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise InvalidFieldError("not a decimal") from exc
+    if not amount.is_finite() or amount < 0:
+        raise InvalidFieldError("not a finite amount >= 0")
+    return amount
+
+
+def minutes(value: Any) -> float:
+    """Minutes of an activity: a number (or numeric string) > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        raise InvalidFieldError("not a number")
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise InvalidFieldError("not a number") from exc
+    if not 0 < number <= 100_000:  # also false for NaN
+        raise InvalidFieldError("not a positive number of minutes")
+    return number
+
+
+def one_of(choices: tuple[str, ...], value: Any) -> str:
+    """One of a fixed set of strings."""
+    if value not in choices:
+        raise InvalidFieldError(f"not one of {choices}")
+    return str(value)
+
+
+def calendar_date(value: Any) -> date:
+    """An ISO date `YYYY-MM-DD`."""
+    try:
+        return date.fromisoformat(text(value, 10, 10))
+    except ValueError as exc:
+        raise InvalidFieldError("not a date") from exc
+
+
+def timestamp(value: Any) -> float:
+    """An RFC 3339 timestamp with an offset, as unix seconds; a naive one is invalid."""
+    try:
+        parsed = datetime.fromisoformat(text(value))
+    except ValueError as exc:
+        raise InvalidFieldError("not a timestamp") from exc
+    if parsed.utcoffset() is None:
+        raise InvalidFieldError("naive timestamp")
+    return parsed.timestamp()
+
+
+RULES: dict[str, Callable[[Any], Any]] = {
+    "event_id": text,
+    "occurred_at": timestamp,
+    "source": lambda v: text(v, 0, 200),
+    "currency": lambda v: text(v, 0, 10),
+    "amount": money,
+    "mrr": money,
+    "minutes": minutes,
+    "expected_close_date": calendar_date,
+    "category": partial(one_of, CATEGORIES),
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A valid event: its type, id, time (unix seconds) and checked fields."""
+
+    type: str
+    at: float
+    fields: dict[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields.get(name)
+
+
+def decode_line(line: bytes, settings: Settings) -> list[Event | str]:
+    """The events of one non-blank line (an object or an array of them), or why each is rejected."""
+    if len(line) > 1024 * 1024:
+        return ["too_large"]
+    try:
+        data = json.loads(line, parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return ["malformed_json"]
+    if not isinstance(data, list):
+        return [judge(data, settings)]
+    if not data:
+        return ["not_an_event"]
+    if len(data) > 10_000:
+        return ["too_large"]
+    return [judge(element, settings) for element in data]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def judge(data: Any, settings: Settings) -> Event | str:
+    """One JSON value as an event, or the reason it is rejected (SPEC §1 checks, in order)."""
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        return "not_an_event"
+    kind = data["type"]
+    if kind not in SCHEMAS:
+        return "unknown_type"
+    fields: dict[str, Any] = {}
+    for spec in ("event_id", "occurred_at", "source?", "currency?", *SCHEMAS[kind].split()):
+        name, default = spec.rstrip("?").partition("=")[::2]
+        value = data.get(name)
+        if name not in data and default:
+            value = default
+        elif value is None:
+            if spec.endswith("?"):
+                continue
+            return "invalid_field"
+        rule = partial(one_of, KIND_CHOICES[kind]) if name == "kind" else RULES.get(name, text)
+        try:
+            fields[name] = rule(value)
+        except InvalidFieldError:
+            return "invalid_field"
+    if fields.get("currency") not in (None, settings.currency):
+        return "currency_mismatch"
+    if "stage" in fields and fields["stage"] not in every_stage(funnel_of(kind, settings)):
+        return "invalid_field"
+    return Event(kind, fields["occurred_at"], fields)
+
+
+def funnel_of(kind: str, settings: Settings) -> Funnel:
+    """The funnel of an event type (`lead.*` or `opportunity.*`) or of a funnel name."""
+    return settings.funnels.lead if kind.startswith("lead") else settings.funnels.opportunity
+
+
+def every_stage(funnel: Funnel) -> tuple[str, ...]:
+    """Open stages in order, then converted, then dropped."""
+    return (*funnel.stages, funnel.converted, *funnel.dropped)
+
+
+@dataclass
+class Entity:
+    """A lead or an opportunity: its stage and when it entered it, and the pipeline's view."""
+
+    stage: str
+    entered: float
+    kind: str = "new_business"
+    amount: Decimal = Decimal(0)
+    created_at: float = 0.0
+    close_date: date | None = None
+    reached: set[str] = field(default_factory=set)
+
+
+def _facts() -> defaultdict[Any, list[Any]]:
+    return defaultdict(list)
+
+
+@dataclass
+class Batch:
+    """Everything the file said, in file order: entities, facts and counters."""
+
+    settings: Settings
+    entities: dict[str, dict[str, Entity]] = field(
+        default_factory=lambda: {"lead": {}, "opportunity": {}}
+    )
+    seen: dict[str, float] = field(default_factory=dict)  # event id -> occurred_at
+    newest: float | None = None
+    applied: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    late: int = 0
+    # Facts, by their labels: [time] or [(time, value)].
+    entries: defaultdict[tuple[str, str], list[float]] = field(default_factory=_facts)
+    exits: defaultdict[tuple[str, str, str], list[tuple[float, float]]] = field(
+        default_factory=_facts
+    )
+    new_names: defaultdict[str, list[float]] = field(default_factory=_facts)
+    spend: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    created: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    revenue: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    expense: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+
+    @property
+    def leads(self) -> dict[str, Entity]:
+        """Leads by id."""
+        return self.entities["lead"]
+
+    @property
+    def opportunities(self) -> dict[str, Entity]:
+        """Opportunities by id."""
+        return self.entities["opportunity"]
+
+    def feed(self, lines: Iterable[bytes]) -> Batch:
+        """Judge and apply every line in order (blank lines are ignored)."""
+        for raw in lines:
+            if not raw.strip():
+                continue
+            for item in decode_line(raw.strip(), self.settings):
+                if isinstance(item, str):
+                    self.rejected[item] += 1
+                elif self.is_duplicate(item):
+                    self.duplicates += 1
+                else:
+                    self.seen[item["event_id"]] = item.at
+                    self.newest = item.at if self.newest is None else max(self.newest, item.at)
+                    self.applied[item.type] += 1
+                    self.apply(item)
+        return self
+
+    def is_duplicate(self, event: Event) -> bool:
+        """A repeat of an applied id that lies within the horizon of the newest event."""
+        at = self.seen.get(event["event_id"])
+        return at is not None and self.newest is not None and at >= self.newest - self.horizon
+
+    @property
+    def horizon(self) -> float:
+        """The dedupe horizon in seconds."""
+        return float(self.settings.dedupe_horizon)
+
+    # -- SPEC §1 and §2 ----------------------------------------------------------------
+    def apply(self, event: Event) -> None:
+        """Apply one valid, non-duplicate event."""
+        kind, at = event.type, event.at
+        if kind.startswith(("lead.", "opportunity.")):
+            self.apply_entity(event)
+        elif kind == "campaign.spend":
+            self.spend[self.channel(event["channel"])].append((at, event["amount"]))
+            self.expense["marketing"].append((at, event["amount"]))
+        elif kind == "expense.recorded":
+            self.expense[event["category"]].append((at, event["amount"]))
+        elif kind == "invoice.paid":
+            self.revenue[event["kind"]].append((at, event["amount"]))
+        elif kind == "refund.issued":
+            self.revenue["refund"].append((at, -event["amount"]))
+
+    def channel(self, name: str | None) -> str:
+        """A channel label: the channel when configured, else `other`."""
+        return name if name in self.settings.marketing.channels else "other"
+
+    def apply_entity(self, event: Event) -> None:
+        """A lead or opportunity event, by the rules of SPEC §1 in their order."""
+        funnel_name, action = event.type.split(".")
+        funnel = funnel_of(event.type, self.settings)
+        entity_id = event[f"{funnel_name}_id"]
+        entity = self.entities[funnel_name].get(entity_id)
+        stage, at = event["stage"], event.at
+        if action == "created":
+            if entity is None:
+                entity = Entity(stage or funnel.stages[0], at, created_at=at)
+                if funnel_name == "lead":
+                    self.new_names[self.channel(event["channel"])].append(at)
+                else:
+                    entity.kind, entity.amount = event["kind"], event["amount"]
+                    entity.close_date = event["expected_close_date"]
+                    self.created[entity.kind].append((at, entity.amount))
+                self.enter(funnel_name, entity_id, entity, entity.stage, at)
+            return
+        if entity is None:
+            if action == "stage_changed":  # creates it there, not as a creation
+                entity = Entity(stage, at, amount=event["amount"] or Decimal(0), created_at=at)
+                self.enter(funnel_name, entity_id, entity, stage, at)
+            return
+        if at < entity.entered:
+            self.late += 1
+            return
+        is_open = entity.stage in funnel.stages
+        if action == "amount_changed":
+            if is_open:
+                entity.amount = event["amount"]
+            return
+        if stage == entity.stage:
+            return
+        if not is_open and (funnel_name == "lead" or stage not in funnel.stages):
+            return  # closed: only an opportunity re-opens, and only to an open stage
+        if event["amount"] is not None:
+            entity.amount = event["amount"]
+        if is_open:
+            outcome = self.outcome(funnel, entity.stage, stage)
+            self.exits[(funnel_name, entity.stage, outcome)].append((at, at - entity.entered))
+        self.enter(funnel_name, entity_id, entity, stage, at)
+
+    def enter(
+        self, funnel_name: str, entity_id: str, entity: Entity, stage: str, at: float
+    ) -> None:
+        """The entity enters `stage` at `at` (an entry of SPEC §3.2)."""
+        entity.stage, entity.entered = stage, at
+        self.entities[funnel_name][entity_id] = entity
+        self.entries[(funnel_name, stage)].append(at)
+        if stage in funnel_of(funnel_name, self.settings).stages:
+            entity.reached.add(stage)
+
+    @staticmethod
+    def outcome(funnel: Funnel, source: str, target: str) -> str:
+        """How leaving open stage `source` for `target` ends (SPEC §2)."""
+        if target in funnel.stages:
+            later = funnel.stages.index(target) > funnel.stages.index(source)
+            return "advanced" if later else "regressed"
+        return "advanced" if target == funnel.converted else "dropped"
+
+    # -- SPEC §3 -----------------------------------------------------------------------
+    def metrics(self) -> dict[Key, float]:
+        """Every series of §3.1–§3.5, §3.8 and the §3.9 counters, by (name, labels)."""
+        out = Series()
+        for kind in EVENT_TYPES:
+            out.add("revmon_events_total", self.applied[kind], type=kind)
+        for reason in REASONS:
+            out.add("revmon_events_rejected_total", self.rejected[reason], reason=reason)
+        out.add("revmon_events_duplicate_total", self.duplicates)
+        out.add("revmon_events_late_total", self.late)
+        if self.newest is not None:
+            view = View(self, self.newest)
+            for part in (view.funnels, view.marketing, view.pipeline, view.targets, view.finance):
+                part(out)
+            view.forecast(out)
+        return out.values
+
+
+class Series:
+    """Series values by (name, labels)."""
+
+    def __init__(self) -> None:
+        self.values: dict[Key, float] = {}
+
+    def add(self, name: str, value: float | Decimal, **labels: str) -> None:
+        """Set one series."""
+        self.values[(name, frozenset(labels.items()))] = float(value)
+
+
+@dataclass(frozen=True)
+class Close:
+    """An opportunity's latest close."""
+
+    kind: str
+    won: bool
+    at: float
+    amount: Decimal
+    cycle: float
+    reached: frozenset[str]
+
+
+def inside(at: float, now: float, seconds: float) -> bool:
+    """True for an event time in the window `(now - W, now]`."""
+    return now - seconds < at <= now
+
+
+def total(facts: Iterable[tuple[float, Decimal]], now: float, seconds: float) -> Decimal:
+    """The exact sum of the facts in the window."""
+    return sum((value for at, value in facts if inside(at, now, seconds)), Decimal(0))
+
+
+class View:
+    """The metrics of a batch at `now`, the newest `occurred_at` applied (event clock)."""
+
+    def __init__(self, batch: Batch, now: float) -> None:
+        self.batch, self.now, self.settings = batch, now, batch.settings
+        self.windows = [(w.label, w.seconds) for w in self.settings.window_list]
+        opportunity = self.settings.funnels.opportunity
+        self.open = [o for o in batch.opportunities.values() if o.stage in opportunity.stages]
+        self.closes = [  # the latest close of each closed opportunity
+            Close(
+                o.kind,
+                o.stage == opportunity.converted,
+                o.entered,
+                o.amount,
+                o.entered - o.created_at,
+                frozenset(o.reached),
+            )
+            for o in batch.opportunities.values()
+            if o.stage not in opportunity.stages
+        ]
+
+    def funnels(self, out: Series) -> None:
+        """§3.1 and §3.2 for both funnels."""
+        for name in ("lead", "opportunity"):
+            funnel = funnel_of(name, self.settings)
+            for stage in funnel.stages:
+                self.inventory(out, name, funnel, stage)
+            for label, seconds in self.windows:
+                self.flows(out, name, funnel, label, seconds)
+
+    def inventory(self, out: Series, name: str, funnel: Funnel, stage: str) -> None:
+        """§3.1: open entities of a stage, their ages, the stale ones."""
+        now = self.now
+        ages = [now - e.entered for e in self.batch.entities[name].values() if e.stage == stage]
+        labels = {"funnel": name, "stage": stage}
+        out.add("revmon_funnel_open", len(ages), **labels)
+        for bound in AGE_BOUNDS:
+            count = sum(1 for age in ages if age <= bound)
+            out.add("revmon_funnel_age_seconds_bucket", count, le=floatToGoString(bound), **labels)
+        out.add("revmon_funnel_age_seconds_gcount", len(ages), **labels)
+        out.add("revmon_funnel_age_seconds_gsum", math.fsum(ages), **labels)
+        sla = funnel.sla.get(stage)
+        stale = 0 if sla is None else sum(1 for age in ages if age > sla)
+        out.add("revmon_funnel_stale", stale, **labels)
+        if ages:
+            out.add("revmon_funnel_stale_ratio", stale / len(ages), **labels)
+
+    def flows(self, out: Series, name: str, funnel: Funnel, label: str, seconds: float) -> None:
+        """§3.2 in one window: entries, exits by outcome, conversion, time in stage."""
+        now, batch = self.now, self.batch
+        for stage in every_stage(funnel):
+            count = sum(1 for at in batch.entries[(name, stage)] if inside(at, now, seconds))
+            out.add("revmon_funnel_entries", count, funnel=name, stage=stage, window=label)
+        for stage in funnel.stages:
+            labels = {"funnel": name, "stage": stage, "window": label}
+            exits = {o: batch.exits[(name, stage, o)] for o in OUTCOMES}
+            exits = {
+                o: [s for at, s in facts if inside(at, now, seconds)] for o, facts in exits.items()
+            }
+            for outcome, spent in exits.items():
+                out.add("revmon_funnel_exits", len(spent), outcome=outcome, **labels)
+            judged = len(exits["advanced"]) + len(exits["dropped"])
+            if judged:
+                out.add("revmon_funnel_conversion_ratio", len(exits["advanced"]) / judged, **labels)
+            spent = [s for outcome in OUTCOMES for s in exits[outcome]]
+            out.add("revmon_funnel_time_in_stage_seconds_sum", math.fsum(spent), **labels)
+
+    def marketing(self, out: Series) -> None:
+        """§3.3: new names, spend and cost per name by channel and window."""
+        now, batch = self.now, self.batch
+        for label, seconds in self.windows:
+            for channel in (*self.settings.marketing.channels, "other"):
+                names = sum(1 for at in batch.new_names[channel] if inside(at, now, seconds))
+                spend = total(batch.spend[channel], now, seconds)
+                labels = {"channel": channel, "window": label}
+                out.add("revmon_marketing_new_names", names, **labels)
+                out.add("revmon_marketing_spend_amount", spend, **labels)
+                if names:
+                    out.add("revmon_marketing_cost_per_name_amount", spend / names, **labels)
+
+    def pipeline(self, out: Series) -> None:
+        """§3.4 without targets: open, created, closed, ratios, velocity, pace."""
+        now, created = self.now, self.batch.created
+        for kind in OPPORTUNITY_KINDS:
+            for stage in self.settings.funnels.opportunity.stages:
+                amounts = [o.amount for o in self.open if o.kind == kind and o.stage == stage]
+                out.add("revmon_pipeline_open", len(amounts), kind=kind, stage=stage)
+                out.add("revmon_pipeline_open_amount", sum(amounts), kind=kind, stage=stage)
+            for label, seconds in self.windows:
+                self.closed(out, kind, label, seconds)
+                made = [amount for at, amount in created[kind] if inside(at, now, seconds)]
+                out.add("revmon_pipeline_created", len(made), kind=kind, window=label)
+                out.add("revmon_pipeline_created_amount", sum(made), kind=kind, window=label)
+            recent = total(created[kind], now, 30 * DAY)
+            quarter = total(created[kind], now, 90 * DAY)
+            if quarter > 0:
+                out.add("revmon_pipeline_creation_pace_ratio", recent / (quarter / 3), kind=kind)
+
+    def closed(self, out: Series, kind: str, label: str, seconds: float) -> None:
+        """§3.4 closes of one kind in one window, with win ratio and velocity."""
+        mine = [c for c in self.closes if c.kind == kind and inside(c.at, self.now, seconds)]
+        won = [c for c in mine if c.won]
+        lost = [c for c in mine if not c.won]
+        won_amount = float(sum(c.amount for c in won))
+        cycle = math.fsum(c.cycle for c in won)
+        labels = {"kind": kind, "window": label}
+        out.add("revmon_pipeline_won", len(won), **labels)
+        out.add("revmon_pipeline_won_amount", won_amount, **labels)
+        out.add("revmon_pipeline_lost", len(lost), **labels)
+        out.add("revmon_pipeline_lost_amount", sum(c.amount for c in lost), **labels)
+        out.add("revmon_pipeline_cycle_seconds_sum", cycle, **labels)
+        if mine:
+            win_ratio = len(won) / len(mine)
+            out.add("revmon_pipeline_win_ratio", win_ratio, **labels)
+            if cycle > 0:
+                open_count = sum(1 for o in self.open if o.kind == kind)
+                mean_cycle_days = cycle / len(won) / DAY
+                velocity = open_count * win_ratio * (won_amount / len(won)) / mean_cycle_days
+                out.add("revmon_pipeline_velocity_amount_per_day", velocity, **labels)
+
+    def targets(self, out: Series) -> None:
+        """§3.4 targets of the quarter and month containing now: won, coverage, gap."""
+        zone = ZoneInfo(self.settings.timezone)
+        today = datetime.fromtimestamp(self.now, tz=zone).date()
+        month = today.replace(day=1)
+        quarter = month.replace(month=month.month - (month.month - 1) % 3)
+        periods = {
+            f"{today.year}-Q{(today.month - 1) // 3 + 1}": (quarter, months_after(quarter, 3)),
+            f"{today.year}-{today.month:02d}": (month, months_after(month, 1)),
+        }
+        coverage = Decimal(self.settings.pipeline.required_coverage)
+        for target in self.settings.targets:
+            if target.period not in periods:
+                continue
+            first, after = periods[target.period]
+            start = datetime.combine(first, time(), tzinfo=zone).timestamp()
+            kinds = OPPORTUNITY_KINDS if target.kind == "all" else (target.kind,)
+            won = sum(
+                (c.amount for c in self.closes if c.won and c.kind in kinds and start <= c.at),
+                Decimal(0),
+            )
+            open_amount = sum(
+                (
+                    o.amount
+                    for o in self.open
+                    if o.kind in kinds and (o.close_date is None or first <= o.close_date < after)
+                ),
+                Decimal(0),
+            )
+            remainder = target.amount - won
+            labels = {"period": target.period, "kind": target.kind}
+            out.add("revmon_target_amount", target.amount, **labels)
+            out.add("revmon_period_won_amount", won, **labels)
+            if remainder > 0:
+                out.add("revmon_pipeline_coverage_ratio", open_amount / remainder, **labels)
+            gap = max(Decimal(0), coverage * remainder - open_amount)
+            out.add("revmon_pipeline_gap_amount", gap, **labels)
+
+    def finance(self, out: Series) -> None:
+        """§3.5: revenue by kind, expense by category, E:R, per window."""
+        now, batch = self.now, self.batch
+        for label, seconds in self.windows:
+            revenue = {kind: total(batch.revenue[kind], now, seconds) for kind in REVENUE_KINDS}
+            expense = {c: total(batch.expense[c], now, seconds) for c in CATEGORIES}
+            for kind, amount in revenue.items():
+                out.add("revmon_revenue_amount", amount, kind=kind, window=label)
+            for category, amount in expense.items():
+                out.add("revmon_expense_amount", amount, category=category, window=label)
+            if sum(revenue.values()) > 0:
+                ratio = sum(expense.values()) / sum(revenue.values())
+                out.add("revmon_er_ratio", ratio, window=label)
+
+    def forecast(self, out: Series) -> None:
+        """§3.8: stage win ratios of the last 365 days' closes; the expected pipeline."""
+        recent = [c for c in self.closes if inside(c.at, self.now, YEAR)]
+        for kind in OPPORTUNITY_KINDS:
+            expected = 0.0
+            for stage in self.settings.funnels.opportunity.stages:
+                reached = [c for c in recent if c.kind == kind and stage in c.reached]
+                if reached:
+                    ratio = sum(1 for c in reached if c.won) / len(reached)
+                    out.add("revmon_stage_win_ratio", ratio, kind=kind, stage=stage)
+                    amount = sum(o.amount for o in self.open if o.kind == kind and o.stage == stage)
+                    expected += float(amount) * ratio
+            out.add("revmon_pipeline_expected_amount", expected, kind=kind)
+
+
+def months_after(first: date, months: int) -> date:
+    """The first day of the month `months` after the month of `first`."""
+    index = first.year * 12 + first.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def compute(lines: Iterable[bytes], settings: Settings) -> Batch:
+    """Judge and apply the lines of a JSON-lines file, in order."""
+    return Batch(settings).feed(lines)

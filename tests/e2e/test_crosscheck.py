@@ -1,0 +1,636 @@
+"""`revmon replay` against a plain batch computation (tests/e2e/batch.py) of the same file.
+
+A 400-day simulated history is spiked with duplicates, late events, edge-case entity
+sequences and bad lines; every series of SPEC §3.1–§3.5, §3.8 and the §3.9 counters that
+the replay exports must equal what the batch computes from SPEC alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from revmon.settings import load_settings
+from tests.e2e.batch import DAY, Batch, Key, compute
+from tests.e2e.running import revmon, samples
+
+pytestmark = pytest.mark.e2e
+
+DAYS, SEED = 400, 11
+DUPLICATES = 30
+# Duplicates are only promised within `dedupe_horizon` (30 d) of the newest event applied;
+# copying only events within 28 d of the newest in the file keeps every copy recognisable
+# whatever order the worker reads the topics in.
+COPY_WITHIN = 28 * DAY
+QUARTER_TARGET, MONTH_TARGET = 3_000_000, 500_000
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "funnel": (
+        "revmon_funnel_open",
+        "revmon_funnel_age_seconds_bucket",
+        "revmon_funnel_age_seconds_gcount",
+        "revmon_funnel_age_seconds_gsum",
+        "revmon_funnel_stale",
+        "revmon_funnel_stale_ratio",
+        "revmon_funnel_entries",
+        "revmon_funnel_exits",
+        "revmon_funnel_conversion_ratio",
+        "revmon_funnel_time_in_stage_seconds_sum",
+    ),
+    "marketing": (
+        "revmon_marketing_new_names",
+        "revmon_marketing_spend_amount",
+        "revmon_marketing_cost_per_name_amount",
+    ),
+    "pipeline": (
+        "revmon_pipeline_open",
+        "revmon_pipeline_open_amount",
+        "revmon_pipeline_created",
+        "revmon_pipeline_created_amount",
+        "revmon_pipeline_won",
+        "revmon_pipeline_won_amount",
+        "revmon_pipeline_lost",
+        "revmon_pipeline_lost_amount",
+        "revmon_pipeline_win_ratio",
+        "revmon_pipeline_cycle_seconds_sum",
+        "revmon_pipeline_velocity_amount_per_day",
+        "revmon_pipeline_creation_pace_ratio",
+    ),
+    "targets": (
+        "revmon_target_amount",
+        "revmon_period_won_amount",
+        "revmon_pipeline_coverage_ratio",
+        "revmon_pipeline_gap_amount",
+    ),
+    "finance": ("revmon_revenue_amount", "revmon_expense_amount", "revmon_er_ratio"),
+    "forecast": ("revmon_stage_win_ratio", "revmon_pipeline_expected_amount"),
+    "operations": (
+        "revmon_events_total",
+        "revmon_events_duplicate_total",
+        "revmon_events_late_total",
+        "revmon_events_rejected_total",
+    ),
+}
+# Counts are compared exactly; amounts, seconds and ratios to rel 1e-9 / abs 1e-6.
+COUNTS = frozenset(
+    {
+        "revmon_funnel_open",
+        "revmon_funnel_age_seconds_bucket",
+        "revmon_funnel_age_seconds_gcount",
+        "revmon_funnel_stale",
+        "revmon_funnel_entries",
+        "revmon_funnel_exits",
+        "revmon_marketing_new_names",
+        "revmon_pipeline_open",
+        "revmon_pipeline_created",
+        "revmon_pipeline_won",
+        "revmon_pipeline_lost",
+        *FAMILIES["operations"],
+    }
+)
+MIB = 1024 * 1024
+
+
+def line(**fields: Any) -> bytes:
+    """One compact JSON line."""
+    return json.dumps(fields, separators=(",", ":")).encode()
+
+
+def stamp(at: float, offset_hours: float = 0) -> str:
+    """RFC 3339 text of unix time `at`, written with the given UTC offset."""
+    zone = UTC if offset_hours == 0 else timezone(timedelta(hours=offset_hours))
+    return datetime.fromtimestamp(at, zone).isoformat()
+
+
+@dataclass(frozen=True)
+class Crafted:
+    """The replay input and what was injected into it."""
+
+    lines: list[bytes]
+    duplicates: int
+    late: int
+    rejected: Counter[str]
+
+
+def late_events(clean: Batch) -> list[bytes]:
+    """Events about existing entities dated before their current stage entry (SPEC §1).
+
+    Each would change its entity if it were on time; appended after the whole history.
+    """
+    funnels = clean.settings.funnels
+    leads = sorted(clean.leads.items())
+    opps = sorted(clean.opportunities.items())
+    open_leads = [(i, e) for i, e in leads if e.stage in funnels.lead.stages]
+    converted = next((i, e) for i, e in leads if e.stage == funnels.lead.converted)
+    open_opps = [(i, e) for i, e in opps if e.stage in funnels.opportunity.stages]
+    lost = next((i, e) for i, e in opps if e.stage in funnels.opportunity.dropped)
+    won = next((i, e) for i, e in opps if e.stage == funnels.opportunity.converted)
+    out = []
+    for n, (lead_id, lead) in enumerate(open_leads[:2]):
+        out.append(
+            line(
+                event_id=f"xc-late-lead-{n}",
+                type="lead.stage_changed",
+                occurred_at=stamp(lead.entered - DAY),
+                lead_id=lead_id,
+                stage=funnels.lead.dropped[0],
+            )
+        )
+    out.append(
+        line(
+            event_id="xc-late-converted",
+            type="lead.stage_changed",
+            occurred_at=stamp(converted[1].entered - 3600, -5),
+            lead_id=converted[0],
+            stage=funnels.lead.stages[0],
+        )
+    )
+    for n, (opp_id, opp) in enumerate(open_opps[:2]):
+        out.append(
+            line(
+                event_id=f"xc-late-amount-{n}",
+                type="opportunity.amount_changed",
+                occurred_at=stamp(opp.entered - 3600),
+                opportunity_id=opp_id,
+                amount="999999.00",
+            )
+        )
+    opp_id, opp = open_opps[2]
+    out.append(
+        line(
+            event_id="xc-late-win",
+            type="opportunity.stage_changed",
+            occurred_at=stamp(opp.entered - 60),
+            opportunity_id=opp_id,
+            stage=funnels.opportunity.converted,
+            amount="1.00",
+        )
+    )
+    out.append(
+        line(
+            event_id="xc-late-reopen",
+            type="opportunity.stage_changed",
+            occurred_at=stamp(lost[1].entered - DAY),
+            opportunity_id=lost[0],
+            stage=funnels.opportunity.stages[1],
+        )
+    )
+    out.append(
+        line(
+            event_id="xc-late-won-amount",
+            type="opportunity.amount_changed",
+            occurred_at=stamp(won[1].entered - DAY),
+            opportunity_id=won[0],
+            amount="5.00",
+        )
+    )
+    return out
+
+
+def edge_sequences(newest: float) -> list[bytes]:
+    """Fresh entities walked through the SPEC §1 rules, plus window edges and defaults."""
+    t = newest - 5 * DAY
+    h = 3600.0
+    rows: list[dict[str, Any]] = [
+        # A lead first seen through a stage change, a repeat creation, a same-stage move,
+        # advance, regress, drop, then moves of a closed lead.
+        {"type": "lead.stage_changed", "lead_id": "xc-lead-1", "stage": "mql", "at": t},
+        {"type": "lead.created", "lead_id": "xc-lead-1", "channel": "email", "at": t + h},
+        {"type": "lead.stage_changed", "lead_id": "xc-lead-1", "stage": "mql", "at": t + 2 * h},
+        {"type": "lead.stage_changed", "lead_id": "xc-lead-1", "stage": "sql", "at": t + 3 * h},
+        {"type": "lead.stage_changed", "lead_id": "xc-lead-1", "stage": "mql", "at": t + 4 * h},
+        {
+            "type": "lead.stage_changed",
+            "lead_id": "xc-lead-1",
+            "stage": "disqualified",
+            "at": t + 5 * h,
+        },
+        {"type": "lead.stage_changed", "lead_id": "xc-lead-1", "stage": "name", "at": t + 6 * h},
+        # A lead created at a stage from a channel outside the list; converted; then moved.
+        {"type": "lead.created", "lead_id": "xc-lead-2", "channel": "tv", "stage": "sql", "at": t},
+        {
+            "type": "lead.stage_changed",
+            "lead_id": "xc-lead-2",
+            "stage": "opportunity",
+            "at": t + 2 * h,
+        },
+        {"type": "lead.stage_changed", "lead_id": "xc-lead-2", "stage": "sql", "at": t + 3 * h},
+        {"type": "lead.created", "lead_id": "xc-lead-3", "at": t, "offset": -5},
+        # An unknown opportunity appears through a stage change with an amount; is
+        # re-valued, lost at a new amount, re-valued and won while closed (nothing),
+        # re-opened with an amount, moved to its own stage (nothing), and won.
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-1",
+            "stage": "discovery",
+            "amount": "1000.00",
+            "at": t,
+        },
+        {
+            "type": "opportunity.amount_changed",
+            "opportunity_id": "xc-opp-1",
+            "amount": "1500",
+            "at": t + h,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-1",
+            "stage": "lost",
+            "amount": 1200.5,
+            "at": t + 2 * h,
+        },
+        {
+            "type": "opportunity.amount_changed",
+            "opportunity_id": "xc-opp-1",
+            "amount": "9999",
+            "at": t + 3 * h,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-1",
+            "stage": "won",
+            "at": t + 4 * h,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-1",
+            "stage": "proposal",
+            "amount": "2000",
+            "at": t + 5 * h,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-1",
+            "stage": "proposal",
+            "amount": "7777",
+            "at": t + 6 * h,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-1",
+            "stage": "won",
+            "at": t + 7 * h,
+        },
+        # A renewal created late in the funnel, closing this month, advanced with an amount.
+        {
+            "type": "opportunity.created",
+            "opportunity_id": "xc-opp-2",
+            "account_id": "xc-acc",
+            "amount": "5000",
+            "kind": "renewal",
+            "stage": "proposal",
+            "expected_close_date": stamp(newest)[:10],
+            "at": t,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-2",
+            "stage": "negotiation",
+            "amount": "5500",
+            "at": t + h,
+        },
+        # Re-valuing an unknown opportunity creates nothing.
+        {
+            "type": "opportunity.amount_changed",
+            "opportunity_id": "xc-opp-3",
+            "amount": "10",
+            "at": t,
+        },
+        # Created already won; created closing next year, then created again (nothing).
+        {
+            "type": "opportunity.created",
+            "opportunity_id": "xc-opp-4",
+            "account_id": "xc-acc",
+            "amount": "300",
+            "kind": "expansion",
+            "stage": "won",
+            "at": t,
+        },
+        {
+            "type": "opportunity.created",
+            "opportunity_id": "xc-opp-5",
+            "account_id": "xc-acc",
+            "amount": "800",
+            "kind": "new_business",
+            "expected_close_date": stamp(newest + 400 * DAY)[:10],
+            "at": t,
+        },
+        {
+            "type": "opportunity.created",
+            "opportunity_id": "xc-opp-5",
+            "account_id": "xc-acc",
+            "amount": "1",
+            "kind": "renewal",
+            "at": t + h,
+        },
+        # First seen lost, re-opened, advanced.
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-6",
+            "stage": "lost",
+            "at": t,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-6",
+            "stage": "qualification",
+            "at": t + h,
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": "xc-opp-6",
+            "stage": "discovery",
+            "at": t + 2 * h,
+        },
+        # Money with defaults, an explicit reporting currency, and window edges: exactly
+        # on now - 7d (outside 7d) and one second after it (inside).
+        {"type": "campaign.spend", "campaign_id": "xc-cmp", "amount": "100", "at": t},
+        {"type": "campaign.spend", "campaign_id": "xc-cmp", "channel": "tv", "amount": 50, "at": t},
+        {"type": "invoice.paid", "account_id": "xc-acc", "amount": "1000", "at": t},
+        {"type": "refund.issued", "account_id": "xc-acc", "amount": "250", "at": t + h},
+        {
+            "type": "expense.recorded",
+            "category": "tools",
+            "amount": 12.5,
+            "currency": "USD",
+            "at": newest - 7 * DAY,
+        },
+        {
+            "type": "expense.recorded",
+            "category": "analytics",
+            "amount": "7.25",
+            "at": newest - 7 * DAY + 1,
+        },
+        {
+            "type": "campaign.spend",
+            "campaign_id": "xc-cmp",
+            "channel": "webinar",
+            "amount": "33",
+            "at": newest - 30 * DAY,
+        },
+    ]
+    out = []
+    for n, row in enumerate(rows):
+        fields = {k: v for k, v in row.items() if k not in ("at", "offset")}
+        occurred_at = stamp(row["at"], row.get("offset", 0))
+        out.append(line(event_id=f"xc-edge-{n}", occurred_at=occurred_at, **fields))
+    return out
+
+
+def bad_lines(on_time: str) -> list[tuple[str, bytes]]:
+    """Lines SPEC §1 rejects, each with its reason."""
+    lead = {"type": "lead.created", "occurred_at": on_time, "lead_id": "xc-bad-lead"}
+    spend = {
+        "type": "campaign.spend",
+        "occurred_at": on_time,
+        "campaign_id": "xc-bad",
+        "amount": "5",
+    }
+    invalid = [
+        {**lead, "occurred_at": "2025-06-01T10:00:00"},  # naive timestamp
+        {**lead, "occurred_at": "yesterday"},
+        {**lead, "occurred_at": None},
+        {k: v for k, v in lead.items() if k != "lead_id"},
+        {**lead, "stage": "unicorn"},
+        {**spend, "amount": -5},
+        {**spend, "amount": "abc"},
+        {
+            "type": "opportunity.created",
+            "occurred_at": on_time,
+            "opportunity_id": "xc-bad-opp",
+            "account_id": "xc-acc",
+            "amount": "10",
+            "kind": "upsell",
+        },
+        {
+            "type": "opportunity.stage_changed",
+            "occurred_at": on_time,
+            "opportunity_id": "xc-bad-opp",
+            "stage": "won ",
+        },
+        {"type": "expense.recorded", "occurred_at": on_time, "category": "travel", "amount": 1},
+        {
+            "type": "activity.logged",
+            "occurred_at": on_time,
+            "account_id": "xc-acc",
+            "kind": "call",
+            "minutes": 0,
+        },
+    ]
+    out = [("invalid_field", line(event_id=f"xc-bad-{n}", **e)) for n, e in enumerate(invalid)]
+    out += [
+        ("invalid_field", line(event_id="", **lead)),
+        ("invalid_field", line(event_id="x" * 201, **lead)),
+        ("malformed_json", b'{"event_id": "xc-bad-t", "type": "lead.created", "lead_id": "l'),
+        ("malformed_json", b"this is not json"),
+        ("not_an_event", b"42"),
+        ("not_an_event", b"[]"),
+        ("not_an_event", b'"lead.created"'),
+        ("not_an_event", b"null"),
+        ("not_an_event", line(event_id="xc-bad-nt", occurred_at=on_time, lead_id="x")),
+        ("not_an_event", line(event_id="xc-bad-it", type=7, occurred_at=on_time)),
+        ("unknown_type", line(event_id="xc-bad-u", type="lead.deleted", occurred_at=on_time)),
+        ("currency_mismatch", line(event_id="xc-bad-c1", currency="EUR", **spend)),
+        (
+            "currency_mismatch",
+            line(
+                event_id="xc-bad-c2",
+                type="invoice.paid",
+                occurred_at=on_time,
+                account_id="xc-acc",
+                amount="100.00",
+                currency="usd",
+            ),
+        ),
+        ("too_large", line(event_id="xc-bad-big", notes="x" * (MIB + 100), **lead)),
+    ]
+    return out
+
+
+def mixed_array(on_time: str) -> bytes:
+    """One line holding a JSON array: two valid events around an invalid one."""
+    return json.dumps(
+        [
+            {
+                "event_id": "xc-arr-1",
+                "type": "expense.recorded",
+                "occurred_at": on_time,
+                "category": "sales",
+                "amount": "10.10",
+            },
+            {
+                "event_id": "xc-arr-2",
+                "type": "expense.recorded",
+                "occurred_at": on_time,
+                "category": "sales",
+            },
+            {
+                "event_id": "xc-arr-3",
+                "type": "invoice.paid",
+                "occurred_at": on_time,
+                "account_id": "xc-acc",
+                "amount": "99",
+                "kind": "one_time",
+            },
+        ]
+    ).encode()
+
+
+def craft(history: list[bytes], clean: Batch, rng: random.Random) -> Crafted:
+    """`history` with duplicates, bad lines, late events and edge sequences injected."""
+    assert clean.newest is not None
+    newest = clean.newest
+    times = [datetime.fromisoformat(json.loads(raw)["occurred_at"]).timestamp() for raw in history]
+    after: dict[int, list[bytes]] = {}
+    recent = [i for i, at in enumerate(times) if at >= newest - COPY_WITHIN]
+    for original in rng.sample(recent[: len(recent) // 2], DUPLICATES):
+        after.setdefault(original + rng.randint(0, 20), []).append(history[original])
+    on_time = json.loads(history[len(history) // 2])["occurred_at"]
+    bad = bad_lines(on_time)
+    for _, raw in bad:
+        after.setdefault(rng.randrange(len(history)), []).append(raw)
+    after.setdefault(rng.randrange(len(history)), []).append(mixed_array(on_time))
+    for _ in range(4):
+        after.setdefault(rng.randrange(len(history)), []).append(rng.choice([b"", b"  "]))
+    late = late_events(clean)
+    lines = [x for i, raw in enumerate(history) for x in (raw, *after.get(i, []))]
+    lines += late + edge_sequences(newest)
+    rejected = Counter(reason for reason, _ in bad)
+    rejected["invalid_field"] += 1  # the array's middle element
+    return Crafted(lines, DUPLICATES, len(late), rejected)
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """The batch's series and the replay's exposition for the same input."""
+
+    batch: Batch
+    crafted: Crafted
+    expected: dict[Key, float]
+    got: dict[Key, float]
+
+
+def write_config(path: Path, now: float) -> Path:
+    """A config with a new-business target for now's quarter and an all-kinds one for its month."""
+    day = datetime.fromtimestamp(now, UTC)
+    quarter, month = f"{day.year}-Q{(day.month - 1) // 3 + 1}", f"{day.year}-{day.month:02d}"
+    path.write_text(
+        "targets:\n"
+        f"  - {{period: {quarter}, kind: new_business, amount: {QUARTER_TARGET}}}\n"
+        f"  - {{period: {month}, kind: all, amount: {MONTH_TARGET}}}\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's working directory."""
+    return tmp_path_factory.mktemp("crosscheck")
+
+
+@pytest.fixture(scope="module")
+def history(workdir: Path) -> list[bytes]:
+    """The lines of `revmon simulate --days 400 --seed 11`."""
+    out = workdir / "hist.jsonl"
+    result = revmon(
+        "simulate", "--days", str(DAYS), "--seed", str(SEED), "--out", str(out), cwd=workdir
+    )
+    assert result.code == 0, result.stderr
+    return [raw for raw in out.read_bytes().splitlines() if raw.strip()]
+
+
+@pytest.fixture(scope="module")
+def crosscheck(workdir: Path, history: list[bytes]) -> CrossCheck:
+    """Replay the spiked history and compute the batch view of the same file and config."""
+    clean = compute(history, load_settings(None))
+    crafted = craft(history, clean, random.Random(SEED))
+    assert clean.newest is not None
+    config = write_config(workdir / "cfg.yaml", clean.newest)
+    path, metrics = workdir / "input.jsonl", workdir / "m.prom"
+    path.write_bytes(b"\n".join(crafted.lines) + b"\n")
+
+    result = revmon(
+        "replay", str(path), "--config", str(config), "--metrics-out", str(metrics), cwd=workdir
+    )
+
+    assert result.code == 0, result.stderr[-3000:]
+    batch = compute(crafted.lines, load_settings(config))
+    return CrossCheck(batch, crafted, batch.metrics(), samples(metrics.read_text()))
+
+
+def test_the_batch_sees_every_injection(crosscheck: CrossCheck) -> None:
+    """The batch counts the injected duplicates, late events and rejections and has every family."""
+    batch, crafted = crosscheck.batch, crosscheck.crafted
+    names = {name for name, _ in crosscheck.expected}
+    targets = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in crosscheck.expected.items()
+        if name == "revmon_pipeline_coverage_ratio"
+    }
+
+    assert batch.duplicates == crafted.duplicates
+    assert batch.late == crafted.late
+    assert batch.rejected == crafted.rejected
+    assert set(FAMILIES["funnel"]) | set(FAMILIES["forecast"]) <= names
+    assert {name for family in FAMILIES.values() for name in family} <= names
+    assert set(targets) == {"new_business", "all"}  # both remainders are positive
+
+
+def mismatches(expected: dict[Key, float], got: dict[Key, float], names: tuple[str, ...]) -> str:
+    """Every series of `names` whose value differs, or that only one side has, one per line."""
+    found = []
+    for name in names:
+        mine = {k: v for k, v in expected.items() if k[0] == name}
+        theirs = {k: v for k, v in got.items() if k[0] == name}
+        for key in sorted(mine.keys() | theirs.keys(), key=lambda k: sorted(k[1])):
+            want, have = mine.get(key), theirs.get(key)
+            if want is None or have is None:
+                same = want is have
+            elif name in COUNTS:
+                same = want == have
+            else:
+                same = have == pytest.approx(want, rel=1e-9, abs=1e-6)
+            if not same:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(key[1]))
+                found.append(f"{name}{{{labels}}}: expected {want}, got {have}")
+    return "\n".join(found)
+
+
+@pytest.mark.parametrize("group", [pytest.param(group, id=group) for group in FAMILIES])
+def test_replay_matches_the_batch(crosscheck: CrossCheck, group: str) -> None:
+    """Every series of the group's families has the batch's value, or is absent on both sides."""
+    found = mismatches(crosscheck.expected, crosscheck.got, FAMILIES[group])
+
+    assert not found, "\n" + found
+
+
+def test_a_line_with_a_nan_literal_is_malformed_json(workdir: Path) -> None:
+    """A line holding the non-JSON literal NaN (in an extra field) is rejected, not applied."""
+    expense = {
+        "type": "expense.recorded",
+        "occurred_at": "2026-01-10T00:00:00Z",
+        "category": "tools",
+        "amount": "5",
+    }
+    lines = [
+        line(event_id="xc-nan-1", **expense),
+        line(event_id="xc-nan-2", **expense)[:-1] + b',"note":NaN}',
+    ]
+    path, metrics = workdir / "nan.jsonl", workdir / "nan.prom"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    batch = compute(lines, load_settings(None))
+
+    result = revmon("replay", str(path), "--metrics-out", str(metrics), cwd=workdir)
+
+    assert result.code == 0, result.stderr[-3000:]
+    assert batch.rejected == Counter(malformed_json=1)
+    names = (*FAMILIES["operations"], *FAMILIES["finance"])
+    found = mismatches(batch.metrics(), samples(metrics.read_text()), names)
+    assert not found, "\n" + found
