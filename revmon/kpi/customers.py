@@ -26,7 +26,9 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
 
 from revmon.events import (
     EVENT_ADAPTER,
@@ -91,10 +93,17 @@ class AccountFact:
 
     @classmethod
     def many_from_json(cls, raw: bytes) -> list[AccountFact]:
-        """The facts of a JSON array of `to_json()` objects (or of one object)."""
-        data = json.loads(raw)
-        items = data if isinstance(data, list) else [data]
-        return [cls.from_data(item) for item in items]
+        """The facts of a JSON array of `to_json()` objects (one pydantic pass over it)."""
+        return [cls(item.account_id, item.event) for item in _FACTS.validate_json(raw)]
+
+
+@dataclass(frozen=True, slots=True)
+class _FactPayload:
+    account_id: str
+    event: Annotated[Event, Field(discriminator="type")]
+
+
+_FACTS: TypeAdapter[list[_FactPayload]] = TypeAdapter(list[_FactPayload])
 
 
 def account_of(event: Event) -> str | None:
