@@ -86,5 +86,5 @@ def test_sigkill_mid_stream_then_restart_matches_an_uninterrupted_run(
     assert state_metrics(got) == state_metrics(want)
     # Redelivered input (after the last commit) is skipped, not counted as duplicates...
     assert applied(got, "revmon_events_duplicate") == 0
-    # ...and every event was applied once: before the kill or after the restart.
-    assert applied(got) + seen >= total >= applied(got)
+    # ...and the restarted worker applied only what the killed one had not journaled.
+    assert 0 < applied(got) < total
