@@ -168,10 +168,14 @@ class SubscriptionRouter:
         if isinstance(known, str):
             return facts
         self.records.put(event.subscription_id, event.account_id)
-        if known:
-            self.released.put(event.subscription_id, list(known))
-        for text in known or ():
-            facts.append(AccountFact(event.account_id, EVENT_ADAPTER.validate_json(text)))
+        # A held event dated at or before the start found, at that point in event time,
+        # an unknown subscription (a tie counts in arrival order: it came first), so it
+        # changes nothing and is not released.
+        held = [EVENT_ADAPTER.validate_json(text) for text in known or ()]
+        later = [(text, e) for text, e in zip(known or (), held, strict=True) if e.at > event.at]
+        if later:
+            self.released.put(event.subscription_id, [text for text, _ in later])
+        facts.extend(AccountFact(event.account_id, e) for _, e in later)
         return facts
 
     def rebuild(self) -> None:

@@ -14,7 +14,16 @@ the reading documented in the revmon.kpi docstrings:
 - `revmon_stage_win_ratio` counts, per open stage, the opportunities whose latest close
   lies in the last 365 days and that were ever in that stage (kpi/forecast.py);
 - only `lead.stage_changed`, `opportunity.stage_changed` and `opportunity.amount_changed`
-  can be late (an activity names an opportunity but is about an account).
+  can be late (an activity names an opportunity but is about an account);
+- §3.6: an account's subscription events (`changed`/`canceled` belong to the account of
+  the subscription's first `started` in the file) are walked in `occurred_at` order, ties
+  in file order; a start of a subscription that is active or canceled at that point
+  changes nothing (kpi/customers.py); churn movements are positive amounts; the churn
+  ratio needs a denominator > 0 and the retention ratio a start > 0 at 6 decimals;
+- §3.7: the known accounts are those named by any applied event (`account_id`) plus the
+  accounts of started subscriptions; `email` is not a touch, undercovered is age >
+  cadence, and a never-touched account is undercovered only in a segment with a
+  cadence (kpi/accounts.py); events dated after now have not happened yet.
 
 Duplicates are judged with one memory of event ids in file order; revmon keeps one per
 input partition, which agrees as long as every repeat is a copy of a line of the same
@@ -42,6 +51,11 @@ DAY = 86_400.0
 YEAR = 365 * DAY
 AGE_BOUNDS = (*(d * DAY for d in (1, 3, 7, 14, 30, 60, 90, 180, 365)), math.inf)
 OPPORTUNITY_KINDS = ("new_business", "expansion", "renewal")
+ACTIVITY_KINDS = ("call", "email", "meeting", "visit")
+DEFAULT_MINUTES = {"call": 15.0, "email": 5.0, "meeting": 45.0, "visit": 120.0}
+TOUCHES = ("call", "meeting", "visit")
+MOVEMENTS = ("new", "expansion", "contraction", "churn")
+MONEY_PLACES = Decimal("0.000001")
 INVOICE_KINDS = ("new_business", "expansion", "renewal", "recurring", "one_time")
 REVENUE_KINDS = (*INVOICE_KINDS, "refund")
 CATEGORIES = ("sales", "marketing", "customer_success", "analytics", "tools", "other")
@@ -75,7 +89,7 @@ SCHEMAS = {
 EVENT_TYPES = tuple(SCHEMAS)
 KIND_CHOICES = {
     "opportunity.created": OPPORTUNITY_KINDS,
-    "activity.logged": ("call", "email", "meeting", "visit"),
+    "activity.logged": ACTIVITY_KINDS,
     "invoice.paid": INVOICE_KINDS,
 }
 
@@ -271,6 +285,11 @@ class Batch:
     created: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
     revenue: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
     expense: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    # §3.6/§3.7: subscription events in file order, known accounts, per-account facts.
+    subscriptions: list[Event] = field(default_factory=list)
+    accounts: set[str] = field(default_factory=set)
+    paid: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    activities: defaultdict[str, list[tuple[float, str, float]]] = field(default_factory=_facts)
 
     @property
     def leads(self) -> dict[str, Entity]:
@@ -313,6 +332,14 @@ class Batch:
     def apply(self, event: Event) -> None:
         """Apply one valid, non-duplicate event."""
         kind, at = event.type, event.at
+        account = event["account_id"]
+        if account is not None:
+            self.accounts.add(account)
+        if kind.startswith("subscription."):
+            self.subscriptions.append(event)
+        if kind == "activity.logged":
+            spent = event["minutes"] or DEFAULT_MINUTES[event["kind"]]
+            self.activities[account].append((at, event["kind"], spent))
         if kind.startswith(("lead.", "opportunity.")):
             self.apply_entity(event)
         elif kind == "campaign.spend":
@@ -322,8 +349,10 @@ class Batch:
             self.expense[event["category"]].append((at, event["amount"]))
         elif kind == "invoice.paid":
             self.revenue[event["kind"]].append((at, event["amount"]))
+            self.paid[account].append((at, event["amount"]))
         elif kind == "refund.issued":
             self.revenue["refund"].append((at, -event["amount"]))
+            self.paid[account].append((at, -event["amount"]))
 
     def channel(self, name: str | None) -> str:
         """A channel label: the channel when configured, else `other`."""
@@ -391,7 +420,7 @@ class Batch:
 
     # -- SPEC §3 -----------------------------------------------------------------------
     def metrics(self) -> dict[Key, float]:
-        """Every series of §3.1–§3.5, §3.8 and the §3.9 counters, by (name, labels)."""
+        """Every series of §3.1–§3.8 and the §3.9 counters, by (name, labels)."""
         out = Series()
         for kind in EVENT_TYPES:
             out.add("revmon_events_total", self.applied[kind], type=kind)
@@ -403,6 +432,8 @@ class Batch:
             view = View(self, self.newest)
             for part in (view.funnels, view.marketing, view.pipeline, view.targets, view.finance):
                 part(out)
+            view.customers(out)
+            view.segments(out)
             view.forecast(out)
         return out.values
 
@@ -612,6 +643,66 @@ class View:
                 ratio = sum(expense.values()) / sum(revenue.values())
                 out.add("revmon_er_ratio", ratio, window=label)
 
+    def customers(self, out: Series) -> None:
+        """§3.6: customers, MRR, new and churned customers, movements, churn and NRR."""
+        now = self.now
+        facts = walk_subscriptions(self.batch.subscriptions, now)
+        out.add("revmon_customers", facts.customers)
+        out.add("revmon_mrr_amount", facts.mrr)
+        for label, seconds in self.windows:
+            new = sum(1 for at in facts.became if inside(at, now, seconds))
+            churned = sum(1 for at in facts.stopped if inside(at, now, seconds))
+            out.add("revmon_customers_new", new, window=label)
+            out.add("revmon_customers_churned", churned, window=label)
+            moved = {m: total(facts.movements[m], now, seconds) for m in MOVEMENTS}
+            for movement, amount in moved.items():
+                out.add("revmon_mrr_movement_amount", amount, movement=movement, window=label)
+            before = facts.customers - new + churned
+            if before > 0:
+                out.add("revmon_customer_churn_ratio", churned / before, window=label)
+            kept = moved["expansion"] - moved["contraction"] - moved["churn"]
+            start = facts.mrr - moved["new"] - kept
+            if start.quantize(MONEY_PLACES) > 0:
+                out.add("revmon_net_revenue_retention_ratio", (start + kept) / start, window=label)
+
+    def segments(self, out: Series) -> None:
+        """§3.7: accounts, revenue, activities, minutes and undercovered, by segment now."""
+        now, batch, segments = self.now, self.batch, self.settings.segments
+        names = tuple(segments.names)
+        accounts: Counter[str] = Counter()
+        revenue: defaultdict[str, Decimal] = defaultdict(Decimal)
+        undercovered: Counter[str] = Counter()
+        done: Counter[tuple[str, str, str]] = Counter()
+        spent: defaultdict[tuple[str, str], float] = defaultdict(float)
+        for account in batch.accounts:
+            paid = total(batch.paid[account], now, YEAR)
+            segment = segment_of(paid, segments.boundaries, names)
+            accounts[segment] += 1
+            revenue[segment] += paid
+            activities = batch.activities.get(account, [])
+            for label, seconds in self.windows:
+                for at, kind, minutes_ in activities:
+                    if inside(at, now, seconds):
+                        done[(segment, kind, label)] += 1
+                        spent[(segment, label)] += minutes_
+            cadence = segments.cadence.get(segment)
+            touches = [at for at, kind, _ in activities if kind in TOUCHES and at <= now]
+            if cadence is not None and (not touches or now - max(touches) > cadence):
+                undercovered[segment] += 1
+        for segment in names:
+            out.add("revmon_accounts", accounts[segment], segment=segment)
+            out.add("revmon_segment_revenue_amount", revenue[segment], segment=segment)
+            out.add("revmon_accounts_undercovered", undercovered[segment], segment=segment)
+            for label, _ in self.windows:
+                out.add(
+                    "revmon_sales_minutes", spent[(segment, label)], segment=segment, window=label
+                )
+                for kind in ACTIVITY_KINDS:
+                    count = done[(segment, kind, label)]
+                    out.add(
+                        "revmon_sales_activities", count, segment=segment, kind=kind, window=label
+                    )
+
     def forecast(self, out: Series) -> None:
         """§3.8: stage win ratios of the last 365 days' closes; the expected pipeline."""
         recent = [c for c in self.closes if inside(c.at, self.now, YEAR)]
@@ -625,6 +716,67 @@ class View:
                     amount = sum(o.amount for o in self.open if o.kind == kind and o.stage == stage)
                     expected += float(amount) * ratio
             out.add("revmon_pipeline_expected_amount", expected, kind=kind)
+
+
+@dataclass
+class Customers:
+    """§3.6 facts of every account: movements and customer changes, and where they end."""
+
+    movements: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    became: list[float] = field(default_factory=list)
+    stopped: list[float] = field(default_factory=list)
+    customers: int = 0
+    mrr: Decimal = Decimal(0)
+
+
+def walk_subscriptions(events: list[Event], now: float) -> Customers:
+    """SPEC §3.6: each account's subscription events in `occurred_at` order (stable)."""
+    owner: dict[str, str] = {}
+    for event in events:
+        if event.type == "subscription.started":
+            owner.setdefault(event["subscription_id"], event["account_id"])
+    by_account: defaultdict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        account = event["account_id"] or owner.get(event["subscription_id"])
+        if account is not None and event.at <= now:  # after now: not yet
+            by_account[account].append(event)
+    out = Customers()
+    for account_events in by_account.values():
+        active: dict[str, Decimal] = {}
+        ended: set[str] = set()
+        for event in sorted(account_events, key=lambda e: e.at):
+            sub, at = event["subscription_id"], event.at
+            if event.type == "subscription.started":
+                if sub in active or sub in ended:
+                    continue
+                if not active:
+                    out.became.append(at)
+                out.movements["expansion" if active else "new"].append((at, event["mrr"]))
+                active[sub] = event["mrr"]
+            elif sub not in active:
+                continue
+            elif event.type == "subscription.changed":
+                difference = event["mrr"] - active[sub]
+                active[sub] = event["mrr"]
+                if difference:
+                    movement = "expansion" if difference > 0 else "contraction"
+                    out.movements[movement].append((at, abs(difference)))
+            else:
+                amount = active.pop(sub)
+                ended.add(sub)
+                if not active:
+                    out.stopped.append(at)
+                out.movements["contraction" if active else "churn"].append((at, amount))
+        out.customers += bool(active)
+        out.mrr += sum(active.values(), Decimal(0))
+    return out
+
+
+def segment_of(revenue: Decimal, boundaries: Iterable[Decimal], names: tuple[str, ...]) -> str:
+    """`zero` for revenue <= 0, else the segment whose lower bound is the largest <= revenue."""
+    if revenue <= 0:
+        return names[0]
+    return names[sum(1 for bound in boundaries if bound <= revenue)]
 
 
 def months_after(first: date, months: int) -> date:

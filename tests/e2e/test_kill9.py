@@ -87,4 +87,4 @@ def test_sigkill_mid_stream_then_restart_matches_an_uninterrupted_run(
     # Redelivered input (after the last commit) is skipped, not counted as duplicates...
     assert applied(got, "revmon_events_duplicate") == 0
     # ...and the restarted worker applied only what the killed one had not journaled.
-    assert 0 < applied(got) < total
+    assert applied(got) < total

@@ -271,8 +271,8 @@ ZERO = {"new": 0.0, "expansion": 0.0, "contraction": 0.0, "churn": 0.0}
         ),
         pytest.param(
             [canceled("s1", 10), started("s1", 10, 100)],
-            {"customers": 0, "customers_new": 1, "customers_churned": 1, "new": 100, "churn": 100},
-            id="a-held-cancel-at-the-same-instant-still-follows-its-start",
+            {"customers": 1, "mrr": 100, "customers_new": 1, "new": 100},
+            id="a-cancel-that-arrived-first-at-the-same-instant-changes-nothing",
         ),
     ],
 )
