@@ -139,8 +139,8 @@ class SubscriptionRouter:
                 return [AccountFact(event.account_id, event)]
             held = self.released.get(event.subscription_id) or ()
             return [
-                AccountFact(event.account_id, event),
                 *(AccountFact(event.account_id, EVENT_ADAPTER.validate_json(t)) for t in held),
+                AccountFact(event.account_id, event),
             ]
         if isinstance(event, SubscriptionChanged | SubscriptionCanceled):
             known = self.records.get(event.subscription_id)
@@ -168,15 +168,12 @@ class SubscriptionRouter:
         if isinstance(known, str):
             return facts
         self.records.put(event.subscription_id, event.account_id)
-        # A held event dated at or before the start found, at that point in event time,
-        # an unknown subscription (a tie counts in arrival order: it came first), so it
-        # changes nothing and is not released.
-        held = [EVENT_ADAPTER.validate_json(text) for text in known or ()]
-        later = [(text, e) for text, e in zip(known or (), held, strict=True) if e.at > event.at]
-        if later:
-            self.released.put(event.subscription_id, [text for text, _ in later])
-        facts.extend(AccountFact(event.account_id, e) for _, e in later)
-        return facts
+        if known:
+            self.released.put(event.subscription_id, list(known))
+        # Held events go out first: they arrived first, and the account book breaks ties
+        # of `occurred_at` by the order facts reach it (SPEC §3.6: ties in arrival order).
+        held = [AccountFact(event.account_id, EVENT_ADAPTER.validate_json(t)) for t in known or ()]
+        return [*held, *facts]
 
     def rebuild(self) -> None:
         """Nothing is derived: the records are the whole state."""

@@ -120,7 +120,10 @@ def test_router_forwards_events_that_name_their_account() -> None:
 
 
 def test_router_holds_changes_until_the_start_then_releases_them_in_order() -> None:
-    """A change or cancel of an unknown subscription waits for its start, then follows it."""
+    """A change or cancel of an unknown subscription waits for its start, then goes out first.
+
+    They arrived first, and the account book breaks ties of event time by arrival.
+    """
     router = SubscriptionRouter()
     change, cancel, start = changed("s1", 3, 120), canceled("s1", 1), started("s1", 9, 100)
     later = changed("s1", 0, 90)
@@ -128,9 +131,9 @@ def test_router_holds_changes_until_the_start_then_releases_them_in_order() -> N
     assert router.route(change) == []
     assert router.route(cancel) == []
     assert router.route(start) == [
-        AccountFact("a1", start),
         AccountFact("a1", change),
         AccountFact("a1", cancel),
+        AccountFact("a1", start),
     ]
     assert router.route(later) == [AccountFact("a1", later)]
     assert router.records.get("s1") == "a1"
@@ -146,7 +149,7 @@ def test_router_pending_events_survive_a_journal_round_trip() -> None:
     restored.rebuild()
     start = started("s1", 9, 100)
 
-    assert restored.route(start) == [AccountFact("a1", start), AccountFact("a1", change)]
+    assert restored.route(start) == [AccountFact("a1", change), AccountFact("a1", start)]
 
 
 @pytest.mark.parametrize(
