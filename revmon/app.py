@@ -64,6 +64,7 @@ class Revmon:
     facts: FactsSent = field(default_factory=lambda: FactsSent())
     assigned: bool = False
     owned: set[int] = field(default_factory=set)
+    owned_accounts: set[int] = field(default_factory=set)
     on_batch: list[Callable[[], None]] = field(default_factory=list)
     after_flush: list[Callable[[], None]] = field(default_factory=list)
 
@@ -80,6 +81,22 @@ class Revmon:
         """True once partitions are assigned and table state is recovered."""
         recovery = self.app.tables.recovery
         return self.assigned and recovery.completed.is_set() and not self.app.rebalancing
+
+    def load_owned_state(self) -> None:
+        """Recover every owned partition's state now, not at its first message.
+
+        A partition that gets no new input after a restart must still export what it
+        holds. Called when Faust has recovered its tables (`on_rebalance_complete`).
+        """
+        for partition in self.owned:
+            self.ingest.state(partition)
+        if self.accounts is not None:
+            for partition in self.owned_accounts:
+                self.accounts.state(partition)
+
+    def owned_keys(self) -> set[str]:
+        """Partial keys (`i<p>`, `a<p>`) of the partitions this worker owns."""
+        return {f"i{p}" for p in self.owned} | {f"a{p}" for p in self.owned_accounts}
 
 
 def faust_broker_options(connection: Connection) -> dict[str, Any]:
@@ -229,16 +246,19 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
     exchange = revmon.exchange
 
     def evaluate() -> list[Sample] | None:
-        if 0 not in revmon.owned:
+        if 0 not in revmon.owned or not revmon.ready():
             return None
         now = revmon.now(wall_clock) or wall_clock()
-        return engine.samples(now, combine(engine.partition_partials(now), exchange.remote))
+        local = engine.partition_partials(now)
+        return engine.samples(now, combine(local, exchange.remote, revmon.owned_keys()))
 
     revmon.registry.register(KpiCollector(evaluate))
 
     every = set(range(revmon.settings.partitions))
 
     async def share() -> None:
+        if not revmon.ready():
+            return  # still recovering: what we hold now is not what we own
         now = revmon.now(wall_clock)
         if now is None or revmon.owned >= every:
             return  # this worker owns every partition: no other worker needs our partials
@@ -337,13 +357,20 @@ def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic in inputs_names}
         revmon.owned -= partitions
         ingest.forget(partitions)
+        account_partitions = {tp.partition for tp in revoked if tp.topic == facts_topic}
+        revmon.owned_accounts -= account_partitions
         if revmon.accounts is not None:
-            revmon.accounts.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
+            revmon.accounts.forget(account_partitions)
 
     async def _assigned(app_: Any, assigned: Any, **_: Any) -> None:
         revmon.assigned = True
         revmon.owned |= {tp.partition for tp in assigned if tp.topic in inputs_names}
+        revmon.owned_accounts |= {tp.partition for tp in assigned if tp.topic == facts_topic}
         log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
+
+    async def _recovered(app_: Any, **_: Any) -> None:
+        revmon.load_owned_state()
 
     app.on_partitions_revoked.connect(_revoked)
     app.on_partitions_assigned.connect(_assigned)
+    app.on_rebalance_complete.connect(_recovered)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +50,17 @@ def decode(raw: bytes) -> Shared:
 
 
 def combine(
-    local: Mapping[str, Mapping[str, float]], remote: Mapping[str, Shared]
+    local: Mapping[str, Mapping[str, float]],
+    remote: Mapping[str, Shared],
+    owned: Iterable[str] = (),
 ) -> dict[str, float]:
-    """Live partials of our partitions plus the latest shared partials of the others."""
-    others = [shared.partials for p, shared in remote.items() if p not in local]
+    """Live partials of our partitions plus the latest shared partials of the others.
+
+    A shared entry of a partition we own (or hold) is stale, whatever it says: it was
+    written by a previous owner, possibly a worker that has since died.
+    """
+    mine = set(owned) | set(local)
+    others = [shared.partials for p, shared in remote.items() if p not in mine]
     return add_up([*local.values(), *others])
 
 
