@@ -78,6 +78,15 @@ class NoEngine:
         """Nothing was sent onwards."""
 
 
+def next_positions(states: Iterable[PartitionState]) -> dict[tuple[str, int], int]:
+    """The next offset to read of each (topic, partition) the states have applied input of."""
+    return {
+        (topic, state.partition): offset + 1
+        for state in states
+        for topic, offset in state.offsets.items()
+    }
+
+
 def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
     """The headers SPEC §1 puts on a dead-lettered message."""
     headers = [
@@ -170,11 +179,7 @@ class Ingest:
 
     def positions(self) -> dict[tuple[str, int], int]:
         """The next offset to read of each (topic, partition) this worker has state for."""
-        return {
-            (topic, state.partition): offset + 1
-            for state in self._states.values()
-            for topic, offset in state.offsets.items()
-        }
+        return next_positions(self._states.values())
 
     def states(self) -> list[PartitionState]:
         """The partition states this worker holds."""
@@ -288,8 +293,4 @@ class AccountIngest:
 
     def positions(self) -> dict[tuple[str, int], int]:
         """The next offset to read of each accounts-topic partition held."""
-        return {
-            (topic, state.partition): offset + 1
-            for state in self._states.values()
-            for topic, offset in state.offsets.items()
-        }
+        return next_positions(self._states.values())
