@@ -1,9 +1,9 @@
-"""The composition root: builds the Faust app, its topics, table and agent from `Settings`."""
+"""The composition root: the Faust app, its topics, tables and batch handlers from `Settings`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from revmon.broker import Connection, ensure_topics
-from revmon.endoffsets import use_true_end_offsets
+from revmon.delivery import Anchor, BatchHandler, use_batch_delivery
 from revmon.engine import MetricEngine
 from revmon.events import Decoder
 from revmon.exposition import KpiCollector, OperationsMetrics
@@ -67,6 +67,8 @@ class Revmon:
     owned_accounts: set[int] = field(default_factory=set)
     on_batch: list[Callable[[], None]] = field(default_factory=list)
     after_flush: list[Callable[[], None]] = field(default_factory=list)
+    #: Topics delivered in batches besides the input, with their handlers.
+    routes: list[tuple[Any, BatchHandler]] = field(default_factory=list)
 
     def newest(self) -> float | None:
         """The greatest `occurred_at` applied on any partition, this worker's or another's."""
@@ -165,8 +167,6 @@ def build(
         partitions=settings.partitions,
         help="revmon per-partition state journal",
     )
-    # Tansu reports end offsets short; recovery must read every changelog record.
-    use_true_end_offsets(app)
     registry = registry if registry is not None else CollectorRegistry()
     lead, opportunity = settings.funnels.lead, settings.funnels.opportunity
     decoder = Decoder(
@@ -273,7 +273,7 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
 
 
 def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:
-    """The account stage: facts out after each input batch, and the agent that applies them."""
+    """The account stage: facts out after each input batch, and the handler that applies them."""
     settings, app = revmon.settings, revmon.app
     topic = app.topic(
         accounts_topic(settings),
@@ -313,41 +313,43 @@ def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:
                 topic.send_soon(value=value, partition=partition, callback=revmon.facts.acked)
 
     revmon.after_flush.append(send_facts)
-    worker = settings.worker
 
-    async def account_agent(stream: Any) -> None:
-        async for batch in stream.take_events(worker.batch_size, within=worker.batch_interval):
-            messages = []
-            for event in batch:
-                msg = event.message
-                messages.append(Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value))
-                table.anchor(msg.partition, event)
-            accounts.handle(messages)
-            accounts.flush()
+    def apply_facts(batch: Sequence[Any]) -> None:
+        accounts.handle(_messages(batch, table))
+        accounts.flush()
 
-    app.agent(topic, name="accounts")(account_agent)
+    revmon.routes.append((topic, apply_facts))
+
+
+def _messages(batch: Sequence[Any], table: FaustStateTable) -> list[Message]:
+    """revmon's view of a fetched batch; each partition's table writes go to its changelog."""
+    messages = []
+    last: dict[int, Any] = {}
+    for msg in batch:
+        value = msg.value if isinstance(msg.value, bytes) else b""
+        messages.append(Message(msg.topic, msg.partition, msg.offset, msg.key, value))
+        last[msg.partition] = msg
+    for partition, msg in last.items():
+        table.anchor(partition, Anchor(msg))
+    return messages
 
 
 def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
     app, ingest = revmon.app, revmon.ingest
-    worker = revmon.settings.worker
 
-    async def ingest_agent(stream: Any) -> None:
-        async for batch in stream.take_events(worker.batch_size, within=worker.batch_interval):
-            messages = []
-            for event in batch:
-                msg = event.message
-                value = msg.value if isinstance(msg.value, bytes) else b""
-                messages.append(Message(msg.topic, msg.partition, msg.offset, msg.key, value))
-                state_table.anchor(msg.partition, event)
-            ingest.handle(messages)
-            ingest.flush()
-            for send in revmon.after_flush:
-                send()
-            for callback in revmon.on_batch:
-                callback()
+    def process(batch: Sequence[Any]) -> None:
+        ingest.handle(_messages(batch, state_table))
+        ingest.flush()
+        for send in revmon.after_flush:
+            send()
+        for callback in revmon.on_batch:
+            callback()
 
-    app.agent(inputs, name="ingest")(ingest_agent)
+    # Tansu reports end offsets short: the batch consumer also recovers tables up to the
+    # true end of each changelog (revmon.endoffsets).
+    use_batch_delivery(
+        app, [(inputs, process), *revmon.routes], max_batch=revmon.settings.worker.batch_size
+    )
 
     inputs_names = set(revmon.settings.topics.inputs)
     facts_topic = accounts_topic(revmon.settings)

@@ -137,7 +137,6 @@ class Worker(_Frozen):
     store: Literal["rocksdb", "memory"] = "rocksdb"
     data_dir: Path = Path(".revmon-data")
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
-    batch_interval: PositiveDuration = 0.2
     rebalance_timeout: PositiveDuration = 5.0
     session_timeout: Annotated[Duration, Field(ge=6)] = 10.0
 

@@ -48,7 +48,6 @@ def isolated_settings(servers: str, **overrides: Any) -> Settings:
             "store": "memory",
             "session_timeout": "6s",
             "rebalance_timeout": "2s",
-            "batch_interval": "50ms",
         },
     }
     for key, value in overrides.items():
