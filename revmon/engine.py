@@ -63,6 +63,7 @@ class PartitionBooks:
             "finance.windows": self.finance.windows,
             "router.records": self.router.records,
             "router.released": self.router.released,
+            "router.announced": self.router.announced,
         }
 
     def rebuild(self) -> None:

@@ -32,7 +32,10 @@ from pydantic import Field, TypeAdapter
 
 from revmon.events import (
     EVENT_ADAPTER,
+    ActivityLogged,
     Event,
+    InvoicePaid,
+    RefundIssued,
     SubscriptionCanceled,
     SubscriptionChanged,
     SubscriptionStarted,
@@ -42,6 +45,8 @@ from revmon.kpi.ledger import Records, Sample, Windows, component
 from revmon.settings import Settings, Window
 
 SubscriptionEvent = SubscriptionStarted | SubscriptionChanged | SubscriptionCanceled
+#: Events the account stage needs every one of (besides subscription events).
+_ACCOUNT_EVENTS = (InvoicePaid, RefundIssued, ActivityLogged)
 
 MOVEMENTS = ("new", "expansion", "contraction", "churn")
 NEW, EXPANSION, CONTRACTION, CHURN = MOVEMENTS
@@ -127,6 +132,10 @@ class SubscriptionRouter:
     records: Records = field(default_factory=Records)
     #: Subscription id → the held events its start released (JSON texts), for `reroute`.
     released: Records = field(default_factory=Records)
+    #: Account id → the id of the first event here that named it without being about
+    #: money or activity (a lead or an opportunity): the one such fact the account stage
+    #: needs, since that only makes the account known (SPEC §3.7).
+    announced: Records = field(default_factory=Records)
 
     def reroute(self, event: Event) -> list[AccountFact]:
         """The facts `event` gave when it was routed, again, without changing anything.
@@ -146,7 +155,11 @@ class SubscriptionRouter:
             known = self.records.get(event.subscription_id)
             return [AccountFact(known, event)] if isinstance(known, str) else []
         account_id = account_of(event)
-        return [] if account_id is None else [AccountFact(account_id, event)]
+        if account_id is None:
+            return []
+        if isinstance(event, _ACCOUNT_EVENTS) or self.announced.get(account_id) == event.event_id:
+            return [AccountFact(account_id, event)]
+        return []
 
     def route(self, event: Event) -> list[AccountFact]:
         """The facts `event` gives the account stage, in the order to send them."""
@@ -160,7 +173,13 @@ class SubscriptionRouter:
             self.records.put(event.subscription_id, held)
             return []
         account_id = account_of(event)
-        return [] if account_id is None else [AccountFact(account_id, event)]
+        if account_id is None:
+            return []
+        if not isinstance(event, _ACCOUNT_EVENTS):
+            if account_id in self.announced:
+                return []  # the account stage knows the account already
+            self.announced.put(account_id, event.event_id)
+        return [AccountFact(account_id, event)]
 
     def _started(self, event: SubscriptionStarted) -> list[AccountFact]:
         facts = [AccountFact(event.account_id, event)]

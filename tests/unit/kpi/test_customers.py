@@ -119,6 +119,41 @@ def test_router_forwards_events_that_name_their_account() -> None:
     assert len(router.records) == 0
 
 
+def test_router_announces_an_account_once_but_forwards_all_money_and_activity() -> None:
+    """Leads and opportunities only make an account known: the first one goes out, the rest
+    stay home; invoices, refunds and activities always go. A re-route after a restart sends
+    the announcing event again, and no other lead or opportunity."""
+    router = SubscriptionRouter()
+    first = event("lead.created", NOW, lead_id="l1", account_id="a1")
+    again = event("lead.stage_changed", NOW, lead_id="l1", stage="mql", account_id="a1")
+    opportunity = event(
+        "opportunity.created", NOW, opportunity_id="o1", account_id="a1", amount=1, kind="renewal"
+    )
+    paid = event("invoice.paid", NOW, account_id="a1", amount="1")
+    call = event("activity.logged", NOW, account_id="a1", kind="call")
+    other = event("lead.created", NOW, lead_id="l2", account_id="a2")
+
+    routed = [router.route(e) for e in (first, again, opportunity, paid, call, other)]
+
+    assert routed == [
+        [AccountFact("a1", first)],
+        [],
+        [],
+        [AccountFact("a1", paid)],
+        [AccountFact("a1", call)],
+        [AccountFact("a2", other)],
+    ]
+    assert [router.reroute(e) for e in (first, again, opportunity, paid, call, other)] == [
+        [AccountFact("a1", first)],
+        [],
+        [],
+        [AccountFact("a1", paid)],
+        [AccountFact("a1", call)],
+        [AccountFact("a2", other)],
+    ]
+    assert dict(router.announced.items()) == {"a1": first.event_id, "a2": other.event_id}
+
+
 def test_router_holds_changes_until_the_start_then_releases_them_in_order() -> None:
     """A change or cancel of an unknown subscription waits for its start, then goes out first.
 
