@@ -33,17 +33,21 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from revmon.endoffsets import TrueEndConsumer
 
-__all__ = ["Anchor", "BatchConsumer", "BatchHandler", "use_batch_delivery"]
+__all__ = ["DEFAULT_MAX_BYTES", "Anchor", "BatchConsumer", "BatchHandler", "use_batch_delivery"]
 
 #: Called with the messages of one fetch (in order within each partition); acknowledged
 #: when it returns. An exception crashes the worker: nothing is acknowledged.
 BatchHandler = Callable[[Sequence[Any]], None]
 
+#: Bytes of message values after which a batch is handed over (~5,000 typical events).
+DEFAULT_MAX_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class _Delivery:
     handlers: Mapping[str, BatchHandler]  # topic name -> handler
-    max_batch: int
+    max_batch: int  # messages
+    max_bytes: int  # of message values: one message may hold a large batch of events
 
 
 _DELIVERIES: weakref.WeakKeyDictionary[Any, _Delivery] = weakref.WeakKeyDictionary()
@@ -66,7 +70,7 @@ class BatchConsumer(TrueEndConsumer):
         if delivery is None:
             await super()._drain_messages(fetcher)
             return
-        handlers, max_batch = delivery.handlers, delivery.max_batch
+        handlers, max_batch, max_bytes = delivery.handlers, delivery.max_batch, delivery.max_bytes
         callback = self.callback
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
@@ -74,7 +78,7 @@ class BatchConsumer(TrueEndConsumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
         pending: dict[BatchHandler, list[Any]] = {}
-        held = 0
+        held = held_bytes = 0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
@@ -92,16 +96,17 @@ class BatchConsumer(TrueEndConsumer):
                         await self._add_gap(tp, last + 1, offset)
                     handler = handlers.get(tp.topic)
                     if handler is None:
-                        held = self._deliver(pending)
+                        held = held_bytes = self._deliver(pending)
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
                         pending.setdefault(handler, []).append(message)
                         held += 1
+                        held_bytes += len(message.value or b"")
                     read_offset[tp] = offset
-                    if held >= max_batch:
-                        held = self._deliver(pending)
-                        await asyncio.sleep(0)
-                held = self._deliver(pending)
+                    if held >= max_batch or held_bytes >= max_bytes:
+                        held = held_bytes = self._deliver(pending)
+                        await asyncio.sleep(0)  # let the web endpoints and timers in
+                held = held_bytes = self._deliver(pending)
                 if commit_every is not None and self._acked_since_commit() >= commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -135,9 +140,16 @@ class BatchConsumer(TrueEndConsumer):
 
 
 def use_batch_delivery(
-    app: faust.App, routes: Iterable[tuple[faust.TopicT, BatchHandler]], *, max_batch: int
+    app: faust.App,
+    routes: Iterable[tuple[faust.TopicT, BatchHandler]],
+    *,
+    max_batch: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> None:
-    """Deliver each topic's messages to its handler, at most `max_batch` at a time.
+    """Deliver each topic's messages to its handler, at most `max_batch` messages at a time.
+
+    A batch also ends once its messages' values reach `max_bytes` (a message may hold
+    hundreds of events), so that one batch never keeps the event loop long.
 
     The app subscribes to the topics (acknowledged, so their offsets are committed) without
     an agent: Faust's stream machinery never sees their messages. Call once, before the app
@@ -156,4 +168,4 @@ def use_batch_delivery(
     for topic, handler in routes:
         handlers.update(dict.fromkeys(topic.topics, handler))
         app.topics.add(topic)
-    _DELIVERIES[app] = _Delivery(handlers, max_batch)
+    _DELIVERIES[app] = _Delivery(handlers, max_batch, max_bytes)
