@@ -93,7 +93,11 @@ class BatchConsumer(TrueEndConsumer):
                         continue  # read before (Faust drops these too)
                     if last and offset - last > 1 and acks_enabled_for(message.topic):
                         # Compacted away or transaction markers: commits may pass them.
+                        # Faust's `_add_gap` yields to the loop: nothing may be pending.
+                        held = held_bytes = self._deliver(pending)
                         await self._add_gap(tp, last + 1, offset)
+                        if not self.flow_active:
+                            break  # a rebalance began; Faust seeks back to the commits
                     handler = handlers.get(tp.topic)
                     if handler is None:
                         held = held_bytes = self._deliver(pending)
