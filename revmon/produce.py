@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -81,17 +81,29 @@ def route(raw: bytes, topics: Topics) -> tuple[str, bytes | None, bool]:
     return topic, None, True
 
 
+def check_readable(path: Path) -> None:
+    """Fail early, before any broker starts, when `path` cannot be read.
+
+    Raises:
+        InputFileError: the file cannot be opened.
+    """
+    _open(path).close()
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror}") from exc
+
+
 def read_lines(path: Path, topics: Topics) -> Iterator[Line]:
     """The file's non-blank lines, routed.
 
     Raises:
         InputFileError: the file cannot be opened.
     """
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror}") from exc
-    with handle:
+    with _open(path) as handle:
         for number, raw_line in enumerate(handle, start=1):
             raw = raw_line.strip()
             if raw:

@@ -14,7 +14,7 @@ from revmon import app as app_module
 from revmon.app import Revmon
 from revmon.broker import Connection, broker_for
 from revmon.exposition import render
-from revmon.produce import ProduceReport, produce_file
+from revmon.produce import ProduceReport, check_readable, produce_file
 from revmon.settings import Settings
 from revmon.worker import run_until
 
@@ -95,6 +95,7 @@ def replay(
     path: Path, settings: Settings, *, batch: int = 500, timeout: float = 3600.0
 ) -> ReplayResult:
     """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise)."""
+    check_readable(path)
     settings = replay_settings(settings)
     with broker_for(settings) as servers:
         return asyncio.run(replay_on(servers, path, settings, batch=batch, limit=timeout))

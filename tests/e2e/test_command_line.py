@@ -43,12 +43,14 @@ def one_error(result: Result, code: int = 1) -> str:
 
 @pytest.mark.parametrize("level", ["INFO", "WARNING"])
 def test_replay_of_a_missing_file_fails_in_one_line(tmp_path: Path, level: str) -> None:
-    """`revmon replay /nonexistent` exits 1 with one `cannot read` line naming the file."""
+    """`revmon replay /nonexistent` exits 1 with one `cannot read` line naming the file,
+    before it starts a broker."""
     result = revmon("replay", "/nonexistent", "--log-level", level, cwd=tmp_path, timeout=30)
 
     line = one_error(result)
 
     assert line.startswith("revmon: cannot read /nonexistent"), line
+    assert "broker_started" not in result.stderr
     if level == "WARNING":
         assert result.stderr.splitlines() == [line]
     assert result.stdout == ""
