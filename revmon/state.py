@@ -32,6 +32,9 @@ from revmon.kpi.ledger import Records, Windows
 _SEQ_DIGITS = 12
 SNAPSHOT_CHUNK = 5_000  # items per snapshot record: well under Kafka's 1 MiB message limit
 SNAPSHOT_MIN_CHANGES = 50_000
+#: How many input offsets back the skipped-event notes are kept: far more than can be
+#: redelivered (what was read after the last commit).
+SKIPPED_KEEP_OFFSETS = 1_000_000
 
 
 class StateTable(Protocol):
@@ -62,7 +65,18 @@ def journal_prefix(partition: int) -> str:
 
 def snapshot_key(partition: int, seq: int, chunk: int) -> str:
     """The table key of one chunk of the snapshot taken at `seq`."""
-    return f"s/{partition}/{seq:0{_SEQ_DIGITS}d}/{chunk:06d}"
+    return f"{snapshot_prefix(partition)}{seq:0{_SEQ_DIGITS}d}/{chunk:06d}"
+
+
+def snapshot_prefix(partition: int) -> str:
+    """The key prefix of every snapshot chunk of `partition`."""
+    return f"s/{partition}/"
+
+
+def belongs_to(key: str, partition: int) -> bool:
+    """True when `key` is one of `partition`'s records (journal, snapshot chunk or marker)."""
+    prefixes = (journal_prefix(partition), snapshot_prefix(partition))
+    return key.startswith(prefixes) or key == marker_key(partition)
 
 
 def marker_key(partition: int) -> str:
@@ -75,8 +89,10 @@ class PartitionState:
     """What one input partition number (of all input topics) has applied so far.
 
     `offsets[topic]` is the last input offset applied; `ids` maps each remembered
-    `event_id` to its `occurred_at` (unix seconds); `ledgers` are the metric books'
-    containers, registered by name before `recover()`.
+    `event_id` to its `occurred_at` (unix seconds); `skipped["<topic>|<offset>"]` lists
+    the events of that message (indexes among its decoded items) that were not applied,
+    so that a re-route after a restart sends onwards exactly what the first pass did;
+    `ledgers` are the metric books' containers, registered by name before `recover()`.
 
     The dedupe horizon is measured from the newest `occurred_at` of the topic an event
     arrives on (`newest_by_topic`): the copies of an event travel the same
@@ -89,12 +105,14 @@ class PartitionState:
     horizon: float
     offsets: dict[str, int] = field(default_factory=dict)
     ids: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, list[int]] = field(default_factory=dict)
     newest: float | None = None
     newest_by_topic: dict[str, float] = field(default_factory=dict)
     seq: int = 0
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
     _pending: dict[str, float] = field(default_factory=dict)
+    _pending_skipped: dict[str, list[int]] = field(default_factory=dict)
     _dirty: bool = False
     _since_snapshot: int = 0
     _journal: list[int] = field(default_factory=list)
@@ -129,6 +147,18 @@ class PartitionState:
             self.newest_by_topic[topic] = at
         self._dirty = True
 
+    def skip(self, topic: str, offset: int, index: int) -> None:
+        """Note that item `index` of the message at `offset` of `topic` was not applied."""
+        key = f"{topic}|{offset}"
+        indexes = self.skipped.setdefault(key, [])
+        indexes.append(index)
+        self._pending_skipped[key] = indexes
+        self._dirty = True
+
+    def skipped_at(self, topic: str, offset: int) -> list[int]:
+        """The items of the message at `offset` of `topic` that were not applied."""
+        return self.skipped.get(f"{topic}|{offset}", [])
+
     # -- journal ---------------------------------------------------------------------
     @property
     def dirty(self) -> bool:
@@ -142,7 +172,7 @@ class PartitionState:
         self.seq += 1
         records: dict[str, Any] = {}
         points: dict[str, Any] = {}
-        changes = len(self._pending)
+        changes = len(self._pending) + len(self._pending_skipped)
         for name, ledger in self.ledgers.items():
             if isinstance(ledger, Records):
                 drained = ledger.drain()
@@ -162,9 +192,12 @@ class PartitionState:
             "records": records,
             "points": points,
         }
+        if self._pending_skipped:
+            value["skipped"] = self._pending_skipped
         table.put(self.partition, journal_key(self.partition, self.seq), _dumps(value))
         self._journal.append(self.seq)
         self._pending = {}
+        self._pending_skipped = {}
         self._dirty = False
         self._since_snapshot += changes
         if self._since_snapshot >= max(self.snapshot_min_changes, self._size()):
@@ -173,6 +206,7 @@ class PartitionState:
     def snapshot(self, table: StateTable) -> None:
         """Write the whole state as chunks plus a marker, then drop what it supersedes."""
         self._forget_old_ids()
+        self._forget_old_skips()
         if self.newest is not None:
             for ledger in self.ledgers.values():
                 if isinstance(ledger, Windows):
@@ -197,7 +231,7 @@ class PartitionState:
         self._snapshot_keys, self._journal, self._since_snapshot = keys, [], 0
 
     def _size(self) -> int:
-        size = len(self.ids)
+        size = len(self.ids) + len(self.skipped)
         for ledger in self.ledgers.values():
             size += len(ledger) if isinstance(ledger, Records) else ledger.point_count()
         return size
@@ -205,6 +239,8 @@ class PartitionState:
     def _items(self) -> Iterator[list[Any]]:
         for event_id, at in self.ids.items():
             yield ["i", event_id, at]
+        for key, indexes in self.skipped.items():
+            yield ["k", key, indexes]
         for name, ledger in self.ledgers.items():
             if isinstance(ledger, Records):
                 for key, value in ledger.items():
@@ -218,6 +254,13 @@ class PartitionState:
         if self.newest_by_topic:
             cutoff = min(self.newest_by_topic.values()) - self.horizon
             self.ids = {i: at for i, at in self.ids.items() if at >= cutoff}
+
+    def _forget_old_skips(self) -> None:
+        def recent(key: str) -> bool:
+            topic, _, offset = key.rpartition("|")
+            return int(offset) > self.offsets.get(topic, -1) - SKIPPED_KEEP_OFFSETS
+
+        self.skipped = {key: indexes for key, indexes in self.skipped.items() if recent(key)}
 
     # -- recovery --------------------------------------------------------------------
     @classmethod
@@ -246,7 +289,7 @@ class PartitionState:
         # Chunks of an older snapshot, or of one whose marker never landed: delete them
         # with the next snapshot.
         state._snapshot_keys.extend(
-            key for key in stored if key.startswith(f"s/{partition}/") and key not in live
+            key for key in stored if key.startswith(snapshot_prefix(partition)) and key not in live
         )
         prefix = journal_prefix(partition)
         journal = sorted(
@@ -264,6 +307,8 @@ class PartitionState:
         for item in items:
             if item[0] == "i":
                 self.ids[item[1]] = item[2]
+            elif item[0] == "k":
+                self.skipped[item[1]] = item[2]
             elif item[0] == "r":
                 self._records(item[1]).load([(item[2], item[3])])
             else:
@@ -271,6 +316,7 @@ class PartitionState:
 
     def _load_record(self, seq: int, value: Any) -> None:
         self.ids.update(value.get("ids", {}))
+        self.skipped.update(value.get("skipped", {}))
         for name, changes in value.get("records", {}).items():
             self._records(name).load(changes.items())
         for name, points in value.get("points", {}).items():

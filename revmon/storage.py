@@ -11,6 +11,7 @@ from faust.streams import _current_event
 
 from revmon.events import Rejection
 from revmon.processors import Message, dead_letter_headers
+from revmon.state import belongs_to
 
 
 @contextlib.contextmanager
@@ -40,12 +41,12 @@ class FaustStateTable:
         self._anchors[partition] = event
 
     def records(self, partition: int) -> Iterable[tuple[str, bytes]]:
-        """Every record of `partition` (keys carry the partition, so a prefix scan)."""
-        prefix = f"j/{partition}/".encode()
+        """Every record of `partition`: journal, snapshot chunks and marker (keys carry the
+        partition, so a scan)."""
         return [
-            (key.decode(), value)
+            (text, value)
             for key, value in list(self._table.data.items())
-            if key.startswith(prefix)
+            if belongs_to(text := key.decode(), partition)
         ]
 
     def put(self, partition: int, key: str, value: bytes) -> None:

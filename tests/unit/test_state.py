@@ -8,8 +8,18 @@ from typing import Any
 import orjson
 import pytest
 
+from revmon.delivery import Anchor
 from revmon.kpi.ledger import Records, Windows
-from revmon.state import PartitionState, journal_key, journal_prefix, marker_key, snapshot_key
+from revmon.state import (
+    SKIPPED_KEEP_OFFSETS,
+    PartitionState,
+    StateTable,
+    journal_key,
+    journal_prefix,
+    marker_key,
+    snapshot_key,
+)
+from revmon.storage import FaustStateTable
 
 HORIZON = 100.0
 
@@ -49,6 +59,31 @@ class DictTable:
 def table() -> DictTable:
     """An empty dict-backed table."""
     return DictTable()
+
+
+class FakeFaustTable(dict[bytes, bytes]):
+    """What `FaustStateTable` uses of a Faust table: item writes, `pop` and `data`."""
+
+    @property
+    def data(self) -> dict[bytes, bytes]:
+        """The stored items (a Faust table's store)."""
+        return self
+
+
+@pytest.fixture(params=["dict", "faust"])
+def any_table(request: pytest.FixtureRequest) -> StateTable:
+    """The test table, and the worker's adapter on a Faust table (one store, keys carry the
+    partition: every partition's records in it, so reading one must pick its own)."""
+    if request.param == "dict":
+        return DictTable()
+    faust_table = FaustStateTable(FakeFaustTable())
+    for partition in (0, 1, 10):
+        faust_table.anchor(partition, Anchor(None))
+    for partition in (1, 10):  # neighbours whose keys share a prefix with partition 0's
+        other = _snapshotting(faust_table, every=2, partition=partition)
+        _flush_ids(other, faust_table, 0, **{f"x{partition}": 1.0, f"y{partition}": 2.0})
+        _flush_ids(other, faust_table, 1, **{f"z{partition}": 3.0})
+    return faust_table
 
 
 @pytest.fixture
@@ -334,7 +369,7 @@ def test_recover_uses_the_newest_record_whatever_the_read_order(table: DictTable
 # -- expiry ----------------------------------------------------------------------------
 
 
-def _flush_ids(state: PartitionState, table: DictTable, offset: int, **ids: float) -> None:
+def _flush_ids(state: PartitionState, table: StateTable, offset: int, **ids: float) -> None:
     for event_id, at in ids.items():
         state.remember(event_id, at)
     state.advance("crm", offset)
@@ -354,8 +389,8 @@ def _ledgers() -> dict[str, Records | Windows]:
     return {"leads": Records(), "entries": Windows(retention=1_000.0)}
 
 
-def _snapshotting(table: DictTable, every: int = 4) -> PartitionState:
-    state = PartitionState(partition=0, horizon=HORIZON, ledgers=_ledgers())
+def _snapshotting(table: StateTable, every: int = 4, partition: int = 0) -> PartitionState:
+    state = PartitionState(partition=partition, horizon=HORIZON, ledgers=_ledgers())
     state.snapshot_min_changes = every
     return state
 
@@ -385,8 +420,9 @@ def test_snapshot_replaces_the_journal(table: DictTable) -> None:
     }
 
 
-def test_recover_from_snapshot_and_later_journal(table: DictTable) -> None:
+def test_recover_from_snapshot_and_later_journal(any_table: StateTable) -> None:
     """Recovery loads the snapshot, then applies the journal records written after it."""
+    table = any_table
     state = _snapshotting(table, every=3)
     leads = state.ledgers["leads"]
     entries = state.ledgers["entries"]
@@ -460,3 +496,23 @@ def test_journal_covered_by_a_snapshot_is_not_applied_twice(table: DictTable) ->
     assert recovered_entries.sum("k", 10.0, 100.0) == 1.0
     recovered.snapshot(table)
     assert journal_key(0, 1) not in table.sorted_keys()
+
+
+def test_skipped_events_are_journaled_recovered_and_pruned(table: DictTable) -> None:
+    """Which events of a message were not applied survives a restart (a re-route needs it),
+    and a snapshot keeps only the notes of recent offsets."""
+    state = _snapshotting(table, every=1_000)
+    state.skip("crm", 7, 1)
+    state.skip("crm", 7, 3)
+    state.advance("crm", 7)
+    state.flush(table)
+
+    recovered = PartitionState.recover(0, HORIZON, table, _ledgers())
+    assert recovered.skipped_at("crm", 7) == [1, 3]
+    assert recovered.skipped_at("crm", 8) == []
+
+    recovered.advance("crm", 7 + SKIPPED_KEEP_OFFSETS)
+    recovered.skip("crm", 7 + SKIPPED_KEEP_OFFSETS, 0)
+    recovered.snapshot(table)
+    again = PartitionState.recover(0, HORIZON, table, _ledgers())
+    assert again.skipped == {f"crm|{7 + SKIPPED_KEEP_OFFSETS}": [0]}
