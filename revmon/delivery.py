@@ -33,7 +33,14 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from revmon.endoffsets import TrueEndConsumer
 
-__all__ = ["DEFAULT_MAX_BYTES", "Anchor", "BatchConsumer", "BatchHandler", "use_batch_delivery"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Anchor",
+    "BatchConsumer",
+    "BatchHandler",
+    "CompleteFlushProducer",
+    "use_batch_delivery",
+]
 
 #: Called with the messages of one fetch (in order within each partition); acknowledged
 #: when it returns. An exception crashes the worker: nothing is acknowledged.
@@ -60,6 +67,26 @@ class Anchor:
 
     def __init__(self, message: Any) -> None:
         self.message = message
+
+
+class CompleteFlushProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    """Faust's aiokafka producer, but `flush()` returns only once everything is sent.
+
+    Faust flushes its producer before it commits offsets and when partitions are revoked,
+    and revmon relies on that: a batch's state record and account facts must be in the
+    log before its input offsets are committed, and before another worker recovers the
+    partition. But Faust's `ProducerBuffer.flush()` gives up as soon as handing one
+    message to aiokafka takes over 0.1 s (a full accumulator under load), leaving the rest
+    queued: the commit then runs ahead of the state, and a worker taking over recovers
+    an older state than the offsets say (events lost). This flush waits for the buffer
+    to drain, then for aiokafka to have every message acknowledged.
+    """
+
+    async def flush(self) -> None:
+        buffer = self.buffer
+        while buffer.size:
+            await buffer.flush_atmost(None)
+        await super().flush()
 
 
 class BatchConsumer(TrueEndConsumer):
@@ -91,6 +118,7 @@ class BatchConsumer(TrueEndConsumer):
                     last = read_offset[tp]
                     if last is not None and offset < last:
                         continue  # read before (Faust drops these too)
+                    handler = handlers.get(tp.topic)
                     if last and offset - last > 1 and acks_enabled_for(message.topic):
                         # Compacted away or transaction markers: commits may pass them.
                         # Faust's `_add_gap` yields to the loop: nothing may be pending.
@@ -98,7 +126,6 @@ class BatchConsumer(TrueEndConsumer):
                         await self._add_gap(tp, last + 1, offset)
                         if not self.flow_active:
                             break  # a rebalance began; Faust seeks back to the commits
-                    handler = handlers.get(tp.topic)
                     if handler is None:
                         held = held_bytes = self._deliver(pending)
                         await self.wait_first(callback(message), self.suspend_flow.wait())
@@ -156,18 +183,22 @@ def use_batch_delivery(
     hundreds of events), so that one batch never keeps the event loop long.
 
     The app subscribes to the topics (acknowledged, so their offsets are committed) without
-    an agent: Faust's stream machinery never sees their messages. Call once, before the app
-    starts; its consumer also reads true end offsets (`revmon.endoffsets`).
+    an agent: Faust's stream machinery never sees their messages. Its producer flushes
+    completely before every commit (`CompleteFlushProducer`), so what a handler sends is
+    in the log before the input it came from is committed. Call once, before the app
+    starts (before anything creates its producer); its consumer also reads true end
+    offsets (`revmon.endoffsets`).
 
     Raises:
         RuntimeError: the app already has its consumer, or does not use the aiokafka driver.
     """
-    if app._consumer is not None:
+    if app._consumer is not None or app._producer is not None:
         raise RuntimeError("use_batch_delivery(app) must be called before the app starts")
     transport = app.transport
     if not isinstance(transport, faust_aiokafka.Transport):
         raise RuntimeError(f"batch delivery needs the kafka:// transport, not {transport!r}")
     transport.Consumer = BatchConsumer
+    transport.Producer = CompleteFlushProducer
     handlers: dict[str, BatchHandler] = {}
     for topic, handler in routes:
         handlers.update(dict.fromkeys(topic.topics, handler))
