@@ -106,6 +106,8 @@ class MetricEngine:
         self._books: dict[int, PartitionBooks] = {}
         self._accounts: dict[int, AccountBook] = {}
         self.outbox: list[AccountFact] = []
+        self._source: tuple[str, int, int] = ("", -1, -1)
+        self._ordinal = 0
 
     def ledgers(self, partition: int) -> dict[str, Ledger]:
         """Fresh, empty books for `partition`; their containers for recovery to fill."""
@@ -124,16 +126,27 @@ class MetricEngine:
             for partition in partitions:
                 self._books.pop(partition, None)
 
+    def begin(self, topic: str, partition: int, offset: int) -> None:
+        """The events that follow come from this input message (their facts' source)."""
+        self._source = (topic, partition, offset)
+        self._ordinal = 0
+
     def apply(self, event: Event, partition: int) -> bool:
         """Apply one event to its partition's books; True when it was late."""
         books = self._books[partition]
         late = books.apply(event)
-        self.outbox.extend(books.router.route(event))
+        self._send(books.router.route(event))
         return late
 
     def reroute(self, event: Event, partition: int) -> None:
         """Queue again the account facts of an event applied before a restart."""
-        self.outbox.extend(self._books[partition].router.reroute(event))
+        self._send(self._books[partition].router.reroute(event))
+
+    def _send(self, facts: list[AccountFact]) -> None:
+        topic, partition, offset = self._source
+        for fact in facts:
+            self.outbox.append(fact.at((topic, partition, offset, self._ordinal)))
+            self._ordinal += 1
 
     # -- the account stage -----------------------------------------------------------
     def account_ledgers(self, partition: int) -> dict[str, Ledger]:

@@ -15,6 +15,7 @@ import structlog
 from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
 from revmon.exposition import OperationsMetrics
 from revmon.kpi.customers import AccountFact
+from revmon.kpi.ledger import Records
 from revmon.state import Ledger, PartitionState, StateTable
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,9 @@ class Engine(Protocol):
     def forget(self, partitions: Iterable[int] | None = None) -> None:
         """Drop the state of `partitions` (all when None)."""
 
+    def begin(self, topic: str, partition: int, offset: int) -> None:
+        """The events applied or re-routed next come from this input message."""
+
     def apply(self, event: Event, partition: int) -> bool:
         """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
 
@@ -69,6 +73,9 @@ class NoEngine:
 
     def forget(self, partitions: Iterable[int] | None = None) -> None:
         """Nothing to drop."""
+
+    def begin(self, topic: str, partition: int, offset: int) -> None:
+        """Nothing is sent onwards."""
 
     def apply(self, event: Event, partition: int) -> bool:
         """Apply nothing."""
@@ -143,13 +150,15 @@ class Ingest:
         for message in messages:
             state = self.state(message.partition)
             if state.applied(message.topic, message.offset):
-                self._reroute(message)
+                self._reroute(message, state)
                 continue
-            for item in self._decoder.decode(message.value):
+            self._engine.begin(message.topic, message.partition, message.offset)
+            for index, item in enumerate(self._decoder.decode(message.value)):
                 if isinstance(item, Rejection):
                     self._reject(message, item)
                 elif state.is_duplicate(item.event_id, message.topic):
                     self._metrics.duplicates.inc()
+                    state.skip(message.topic, message.offset, index)
                 else:
                     state.remember(item.event_id, item.at, message.topic)
                     if self._engine.apply(item, message.partition):
@@ -190,11 +199,14 @@ class Ingest:
         values = [s.newest for s in self._states.values() if s.newest is not None]
         return max(values) if values else None
 
-    def _reroute(self, message: Message) -> None:
+    def _reroute(self, message: Message, state: PartitionState) -> None:
         """Input applied before a restart: its state is in place, but what it sent onwards
-        after the last committed offset may be lost, so send it again (receivers dedupe)."""
-        for item in self._decoder.decode(message.value):
-            if not isinstance(item, Rejection):
+        after the last committed offset may be lost, so send exactly that again (the
+        receivers drop it by source position when they have it)."""
+        skipped = state.skipped_at(message.topic, message.offset)
+        self._engine.begin(message.topic, message.partition, message.offset)
+        for index, item in enumerate(self._decoder.decode(message.value)):
+            if not isinstance(item, Rejection) and index not in skipped:
                 self._engine.reroute(item, message.partition)
 
     def _reject(self, message: Message, rejection: Rejection) -> None:
@@ -244,11 +256,29 @@ class AccountFacts(Protocol):
         """Apply one account fact."""
 
 
+#: The account stage's ledger of source positions: `<input topic>|<partition>` →
+#: `[offset, ordinal]` of the last fact applied from there.
+SOURCES = "accounts.sources"
+
+
+def _advance(sources: Records, source: tuple[str, int, int, int]) -> bool:
+    """Move the source's last applied position to `source`; False if it is not past it."""
+    topic, partition, offset, ordinal = source
+    key = f"{topic}|{partition}"
+    last = sources.get(key)
+    if last is not None and (offset, ordinal) <= (last[0], last[1]):
+        return False
+    sources.put(key, [offset, ordinal])
+    return True
+
+
 class AccountIngest:
     """The account stage: facts keyed by account, applied once each.
 
-    Facts are revmon's own messages, so nothing is rejected; a fact the stage already
-    applied (re-sent after an input worker's restart) is dropped silently by its event id.
+    Facts are revmon's own messages, so nothing is rejected. A fact re-sent after an input
+    worker's restart is dropped silently by its source position: per input partition,
+    facts reach an account partition in order, so one at or before the last applied
+    position from there was applied already (exact, whatever the dedupe horizon).
     """
 
     def __init__(self, *, table: StateTable, engine: AccountFacts, dedupe_horizon: float) -> None:
@@ -256,15 +286,18 @@ class AccountIngest:
         self._engine = engine
         self._horizon = dedupe_horizon
         self._states: dict[int, PartitionState] = {}
+        self._sources: dict[int, Records] = {}
 
     def state(self, partition: int) -> PartitionState:
         """The partition's state, recovered from the table the first time it is needed."""
         state = self._states.get(partition)
         if state is None:
             ledgers = self._engine.account_ledgers(partition)
+            sources = ledgers[SOURCES] = Records()
             state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
             self._engine.account_recovered(partition)
             self._states[partition] = state
+            self._sources[partition] = sources
         return state
 
     def handle(self, messages: Iterable[Message]) -> None:
@@ -273,7 +306,10 @@ class AccountIngest:
             state = self.state(message.partition)
             if state.applied(message.topic, message.offset):
                 continue
+            sources = self._sources[message.partition]
             for fact in AccountFact.many_from_json(message.value):
+                if fact.source is not None and not _advance(sources, fact.source):
+                    continue  # re-sent after an input worker's restart: applied already
                 event_id = fact.event.event_id
                 if not state.is_duplicate(event_id):
                     state.remember(event_id, fact.event.at)
@@ -289,6 +325,7 @@ class AccountIngest:
         """Drop partitions this worker no longer owns."""
         for partition in partitions:
             self._states.pop(partition, None)
+            self._sources.pop(partition, None)
         self._engine.account_forget(partitions)
 
     def positions(self) -> dict[tuple[str, int], int]:

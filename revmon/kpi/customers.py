@@ -78,13 +78,27 @@ class AccountFact:
 
     account_id: str
     event: Event
+    #: Where it came from: input topic, partition, offset, and its ordinal among the
+    #: facts of that message. The account stage drops a fact at or before the last
+    #: position it applied from the same input partition (a re-route after a restart).
+    source: tuple[str, int, int, int] | None = None
 
     def to_json(self) -> bytes:
-        """The fact as the internal account topic carries it: `{"account_id", "event"}`."""
+        """The fact as the internal account topic carries it: `{"account_id", "event", "src"}`."""
         account = json.dumps(self.account_id).encode()
+        source = b"" if self.source is None else b',"src":' + json.dumps(self.source).encode()
         return (
-            b'{"account_id":' + account + b',"event":' + EVENT_ADAPTER.dump_json(self.event) + b"}"
+            b'{"account_id":'
+            + account
+            + b',"event":'
+            + EVENT_ADAPTER.dump_json(self.event)
+            + source
+            + b"}"
         )
+
+    def at(self, source: tuple[str, int, int, int]) -> AccountFact:
+        """This fact, sent from `source`."""
+        return AccountFact(self.account_id, self.event, source)
 
     @classmethod
     def from_json(cls, raw: bytes) -> AccountFact:
@@ -94,18 +108,21 @@ class AccountFact:
     @classmethod
     def from_data(cls, data: Any) -> AccountFact:
         """The fact of one decoded `to_json()` object."""
-        return cls(data["account_id"], EVENT_ADAPTER.validate_python(data["event"]))
+        src = data.get("src")
+        source = None if src is None else (str(src[0]), int(src[1]), int(src[2]), int(src[3]))
+        return cls(data["account_id"], EVENT_ADAPTER.validate_python(data["event"]), source)
 
     @classmethod
     def many_from_json(cls, raw: bytes) -> list[AccountFact]:
         """The facts of a JSON array of `to_json()` objects (one pydantic pass over it)."""
-        return [cls(item.account_id, item.event) for item in _FACTS.validate_json(raw)]
+        return [cls(item.account_id, item.event, item.src) for item in _FACTS.validate_json(raw)]
 
 
 @dataclass(frozen=True, slots=True)
 class _FactPayload:
     account_id: str
     event: Annotated[Event, Field(discriminator="type")]
+    src: tuple[str, int, int, int] | None = None
 
 
 _FACTS: TypeAdapter[list[_FactPayload]] = TypeAdapter(list[_FactPayload])
@@ -130,7 +147,8 @@ class SubscriptionRouter:
     """
 
     records: Records = field(default_factory=Records)
-    #: Subscription id → the held events its start released (JSON texts), for `reroute`.
+    #: Subscription id → `[start event id, held events (JSON texts)]`: what its (first)
+    #: start released, for `reroute`.
     released: Records = field(default_factory=Records)
     #: Account id → the id of the first event here that named it without being about
     #: money or activity (a lead or an opportunity): the one such fact the account stage
@@ -141,19 +159,27 @@ class SubscriptionRouter:
         """The facts `event` gave when it was routed, again, without changing anything.
 
         After a restart the worker re-routes input it had applied but whose facts may not
-        have reached the account stage; that stage drops the facts it already has.
+        have reached the account stage, which drops what it already has by the facts'
+        source positions; so this gives exactly what `route` gave, in the same order.
         """
         if isinstance(event, SubscriptionStarted):
-            if self.records.get(event.subscription_id) != event.account_id:
-                return [AccountFact(event.account_id, event)]
-            held = self.released.get(event.subscription_id) or ()
-            return [
-                *(AccountFact(event.account_id, EVENT_ADAPTER.validate_json(t)) for t in held),
-                AccountFact(event.account_id, event),
-            ]
+            release = self.released.get(event.subscription_id)
+            if (
+                self.records.get(event.subscription_id) != event.account_id
+                or release is None
+                or release[0] != event.event_id
+            ):
+                return [AccountFact(event.account_id, event)]  # released nothing
+            held = [EVENT_ADAPTER.validate_json(text) for text in release[1]]
+            return [AccountFact(event.account_id, e) for e in [*held, event]]
         if isinstance(event, SubscriptionChanged | SubscriptionCanceled):
             known = self.records.get(event.subscription_id)
-            return [AccountFact(known, event)] if isinstance(known, str) else []
+            if not isinstance(known, str):
+                return []  # still held
+            release = self.released.get(event.subscription_id)
+            if release is not None and EVENT_ADAPTER.dump_json(event).decode() in release[1]:
+                return []  # it was held: its fact went out with the start
+            return [AccountFact(known, event)]
         account_id = account_of(event)
         if account_id is None:
             return []
@@ -188,7 +214,7 @@ class SubscriptionRouter:
             return facts
         self.records.put(event.subscription_id, event.account_id)
         if known:
-            self.released.put(event.subscription_id, list(known))
+            self.released.put(event.subscription_id, [event.event_id, list(known)])
         # Held events go out first: they arrived first, and the account book breaks ties
         # of `occurred_at` by the order facts reach it (SPEC §3.6: ties in arrival order).
         held = [AccountFact(event.account_id, EVENT_ADAPTER.validate_json(t)) for t in known or ()]

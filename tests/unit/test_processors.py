@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from revmon import __version__
-from revmon.events import EVENT_TYPES, Decoder, Event, Reason, Rejection
+from revmon.events import EVENT_ADAPTER, EVENT_TYPES, Decoder, Event, Reason, Rejection
 from revmon.exposition import OperationsMetrics, render
-from revmon.processors import Ingest, Message, NoEngine, dead_letter_headers
+from revmon.kpi.customers import AccountFact
+from revmon.kpi.ledger import Records, Windows
+from revmon.processors import AccountIngest, Ingest, Message, NoEngine, dead_letter_headers
 from revmon.settings import Settings, load_settings
 from revmon.state import PartitionState
 
@@ -657,3 +659,117 @@ def test_every_decoded_item_is_counted_exactly_once(config: Settings, batch: lis
     assert (
         counts["events"] + counts["rejected"] + counts["revmon_events_duplicate_total"] == expected
     )
+
+
+class RoutingEngine(NoEngine):
+    """Records what an engine would send onwards: (source, event id) per apply or reroute."""
+
+    def __init__(self) -> None:
+        self.source: tuple[str, int, int] = ("", -1, -1)
+        self.sent: list[tuple[tuple[str, int, int], str]] = []
+
+    def begin(self, topic: str, partition: int, offset: int) -> None:
+        """Remember the message the next events come from."""
+        self.source = (topic, partition, offset)
+
+    def apply(self, event: Event, partition: int) -> bool:
+        """Send the event onwards."""
+        self.sent.append((self.source, event.event_id))
+        return False
+
+    def reroute(self, event: Event, partition: int) -> None:
+        """Send the event onwards again."""
+        self.sent.append((self.source, event.event_id))
+
+
+def test_a_reroute_after_restart_sends_exactly_what_the_first_pass_did(
+    make_ingest: Callable[..., Ingest],
+) -> None:
+    """Duplicates and rejections in a batch were not applied: a restarted worker that skips
+    the applied messages re-sends the applied events only, from the same source message."""
+    first = RoutingEngine()
+    worker = make_ingest(first)
+    batch = [
+        msg([lead("a"), lead("b")], 0),
+        msg([lead("b"), {"type": "nope"}, lead("c"), lead("a")], 1),  # b and a: duplicates
+        msg(lead("c"), 2),  # a duplicate message
+    ]
+    worker.handle(batch)
+    worker.flush()
+
+    restarted = RoutingEngine()
+    again = make_ingest(restarted)
+    again.handle(batch)  # redelivered: all applied before
+
+    assert (
+        restarted.sent
+        == first.sent
+        == [
+            ((CRM, 0, 0), "a"),
+            ((CRM, 0, 0), "b"),
+            ((CRM, 0, 1), "c"),
+        ]
+    )
+
+
+def fact(event_id: str, source: tuple[str, int, int, int], at: str = AT) -> bytes:
+    """One account fact (an activity) as the accounts topic carries it."""
+    account = "acc-1"
+    event = EVENT_ADAPTER.validate_python(
+        ev("activity.logged", event_id, at, account_id=account, kind="call", minutes=5)
+    )
+    return AccountFact(account, event, source).to_json()
+
+
+class FactEngine:
+    """The account stage's engine side: records the facts applied."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+
+    def account_ledgers(self, partition: int) -> dict[str, Records | Windows]:
+        """No book containers."""
+        return {}
+
+    def account_recovered(self, partition: int) -> None:
+        """Nothing to rebuild."""
+
+    def account_forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Nothing to drop."""
+
+    def account_apply(self, fact: AccountFact, partition: int) -> None:
+        """Record the fact's event id."""
+        self.applied.append(fact.event.event_id)
+
+
+def test_the_account_stage_drops_re_sent_facts_by_source_position_whatever_their_age(
+    table: DictTable,
+) -> None:
+    """A fact at or before the last position applied from its input partition was applied
+    already (a re-route after a restart), even one far outside the dedupe horizon; other
+    input partitions have positions of their own."""
+    engine = FactEngine()
+    stage = AccountIngest(table=table, engine=engine, dedupe_horizon=HORIZON)
+    billing0, billing1 = ("billing", 0), ("billing", 1)
+
+    def facts(offset: int, *items: bytes) -> Message:
+        return Message("revmon-accounts", 0, offset, None, b"[" + b",".join(items) + b"]")
+
+    stage.handle(
+        [
+            facts(0, fact("x1", (*billing0, 5, 0)), fact("x2", (*billing0, 5, 1))),
+            # far later: the first facts fall out of the dedupe horizon
+            facts(1, fact("y1", (*billing1, 3, 0), at="2030-01-01T00:00:00Z")),
+        ]
+    )
+    stage.flush()
+    restarted = AccountIngest(table=table, engine=engine, dedupe_horizon=HORIZON)
+    restarted.handle(
+        [
+            # the re-route: the same facts again, then what came next
+            facts(2, fact("x1", (*billing0, 5, 0)), fact("x2", (*billing0, 5, 1))),
+            facts(3, fact("x3", (*billing0, 6, 0)), fact("y2", (*billing1, 2, 0))),
+        ]
+    )
+
+    assert engine.applied == ["x1", "x2", "y1", "x3"]
