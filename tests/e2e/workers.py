@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from revmon.broker import Connection
+from revmon.endoffsets import true_end_offsets
 
 # Per-process counters restart from 0 with the process; the lag follows the wall clock.
 PER_PROCESS = (
@@ -120,8 +121,21 @@ async def committed(
 def wait_caught_up(
     connection: Connection, group: str, last: dict[tuple[str, int], int], limit: float = 90
 ) -> None:
-    """Poll until the group has committed every acknowledged input offset."""
+    """Poll until the group has committed every acknowledged input offset, and then every
+    account fact its input gave (the internal `<group>-accounts` topic, to its true end)."""
     deadline = time.monotonic() + limit
+    _wait_committed(connection, group, last, deadline)
+    facts = [TopicPartition(f"{group}-accounts", p) for p in range(2)]
+    ends = asyncio.run(true_end_offsets(connection.aiokafka_options(), facts))
+    _wait_committed(
+        connection, group, {(tp.topic, tp.partition): end - 1 for tp, end in ends.items()}, deadline
+    )
+
+
+def _wait_committed(
+    connection: Connection, group: str, last: dict[tuple[str, int], int], deadline: float
+) -> None:
+    done: dict[tuple[str, int], int] = {}
     while time.monotonic() < deadline:
         done = asyncio.run(committed(connection, group, list(last)))
         if all(done.get(tp, -1) > offset for tp, offset in last.items()):
