@@ -1,7 +1,8 @@
 """Ingest: raw input messages to applied events, rejections and coalesced state writes.
 
-The Faust agent in `app.py` only hands batches of messages to `Ingest.handle()` and then
-calls `Ingest.flush()`; everything here is framework-free so it can be unit-tested.
+The batch handler in `app.py` only hands each fetched batch of messages to
+`Ingest.handle()` and then calls `Ingest.flush()`; everything here is framework-free so
+it can be unit-tested.
 """
 
 from __future__ import annotations

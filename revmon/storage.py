@@ -19,8 +19,9 @@ def _as_partition(event: Any) -> Iterator[None]:
     """Make Faust treat table writes as belonging to `event`'s partition.
 
     Faust routes a table write to the changelog partition (and RocksDB shard) of the
-    event being processed. The agent writes once per batch, after many events of several
-    partitions, so it names the partition explicitly through Faust's own context variable.
+    event being processed. revmon writes once per batch, after many messages of several
+    partitions and with no Faust event at all (`revmon.delivery`), so it names the
+    partition explicitly through Faust's own context variable, with an `Anchor`.
     """
     token = _current_event.set(weakref.ref(event))
     try:
