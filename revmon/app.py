@@ -13,7 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from revmon.broker import Connection, ensure_topics
-from revmon.delivery import Anchor, BatchHandler, use_batch_delivery
+from revmon.delivery import BatchHandler, use_batch_delivery
 from revmon.engine import MetricEngine
 from revmon.events import Decoder
 from revmon.exposition import KpiCollector, OperationsMetrics
@@ -330,7 +330,7 @@ def _messages(batch: Sequence[Any], table: FaustStateTable) -> list[Message]:
         messages.append(Message(msg.topic, msg.partition, msg.offset, msg.key, value))
         last[msg.partition] = msg
     for partition, msg in last.items():
-        table.anchor(partition, Anchor(msg))
+        table.anchor(partition, msg)
     return messages
 
 

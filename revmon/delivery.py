@@ -35,7 +35,6 @@ from revmon.endoffsets import TrueEndConsumer
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
-    "Anchor",
     "BatchConsumer",
     "BatchHandler",
     "CompleteFlushProducer",
@@ -58,15 +57,6 @@ class _Delivery:
 
 
 _DELIVERIES: weakref.WeakKeyDictionary[Any, _Delivery] = weakref.WeakKeyDictionary()
-
-
-class Anchor:
-    """What a Faust table write reads off "the current event": its source message."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, message: Any) -> None:
-        self.message = message
 
 
 class CompleteFlushProducer(faust_aiokafka.Producer):  # type: ignore[misc]

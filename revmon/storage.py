@@ -21,7 +21,7 @@ def _as_partition(event: Any) -> Iterator[None]:
     Faust routes a table write to the changelog partition (and RocksDB shard) of the
     event being processed. revmon writes once per batch, after many messages of several
     partitions and with no Faust event at all (`revmon.delivery`), so it names the
-    partition explicitly through Faust's own context variable, with an `Anchor`.
+    partition explicitly through Faust's own context variable, with an `_Anchor`.
     """
     token = _current_event.set(weakref.ref(event))
     try:
@@ -30,16 +30,26 @@ def _as_partition(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
+class _Anchor:
+    """What a Faust table write reads off "the current event": its source message."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
 class FaustStateTable:
     """`revmon.state.StateTable` on a Faust table (raw bytes keys and values)."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
-        self._anchors: dict[int, Any] = {}
+        self._anchors: dict[int, _Anchor] = {}
 
-    def anchor(self, partition: int, event: Any) -> None:
-        """Remember an input event of `partition` to attribute that partition's writes to."""
-        self._anchors[partition] = event
+    def anchor(self, partition: int, message: Any) -> None:
+        """Remember an input message (Faust's) of `partition`: that partition's writes go
+        to its changelog partition."""
+        self._anchors[partition] = _Anchor(message)
 
     def records(self, partition: int) -> Iterable[tuple[str, bytes]]:
         """Every record of `partition`: journal, snapshot chunks and marker (keys carry the

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import pytest
 
-from revmon.delivery import Anchor
 from revmon.kpi.ledger import Records, Windows
 from revmon.state import (
     SKIPPED_KEEP_OFFSETS,
@@ -78,7 +77,7 @@ def any_table(request: pytest.FixtureRequest) -> StateTable:
         return DictTable()
     faust_table = FaustStateTable(FakeFaustTable())
     for partition in (0, 1, 10):
-        faust_table.anchor(partition, Anchor(None))
+        faust_table.anchor(partition, None)
     for partition in (1, 10):  # neighbours whose keys share a prefix with partition 0's
         other = _snapshotting(faust_table, every=2, partition=partition)
         _flush_ids(other, faust_table, 0, **{f"x{partition}": 1.0, f"y{partition}": 2.0})
