@@ -17,17 +17,29 @@ Safety: a handler runs to completion with no `await` between the fetch's message
 their acknowledgement, so no rebalance can happen in between; Faust's `getmany` stops
 yielding as soon as flow is suspended or the group generation changes, and pending
 messages are delivered before anything awaits.
+
+Contiguity: Faust drops fetched records in several places (flow stopped for a rebalance,
+a generation change in the middle of a fetch, a partition not active yet) and counts on
+seeking back to the committed offsets afterwards; but that seek skips partitions with
+nothing committed, and a fetch taken before a seek can still be handed out after it. Both
+lost input for good when a worker joined mid-stream. So each handler gets each of its
+partitions as one contiguous run of offsets, from the committed offset (or the log's
+beginning) on: `Contiguity` notices a record that comes after a hole and rewinds the
+partition to the hole; a hole that a fetch started after the rewind still shows is real
+(compaction, transaction markers) and is passed over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped, unused-ignore]
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -38,6 +50,8 @@ __all__ = [
     "BatchConsumer",
     "BatchHandler",
     "CompleteFlushProducer",
+    "Contiguity",
+    "Verdict",
     "use_batch_delivery",
 ]
 
@@ -57,6 +71,64 @@ class _Delivery:
 
 
 _DELIVERIES: weakref.WeakKeyDictionary[Any, _Delivery] = weakref.WeakKeyDictionary()
+
+
+class Verdict(enum.Enum):
+    """What to do with a fetched record of a partition delivered in batches."""
+
+    DELIVER = "deliver"  # the next offset owed to the handler
+    SKIP = "skip"  # delivered already, or fetched before the partition was (re)positioned
+    REWIND = "rewind"  # records before it went missing: seek back to the next offset owed
+    GAP = "gap"  # re-read after a rewind and still past the hole: nothing is there
+
+
+@dataclass
+class Contiguity:
+    """Per partition, the next offset owed to the handler, and any rewind in progress.
+
+    Pure bookkeeping (no I/O): the consumer positions a partition (`position`), asks
+    `judge` about each fetched record, and reports what it delivered (`delivered`) and
+    where it rewound (`rewound`). Fetches are numbered in the order they start; a fetch
+    started after a rewind reads from the rewound offset, so if its first record still
+    lies past that offset, the records in between do not exist (compacted away,
+    transaction markers) rather than having been dropped on the way.
+    """
+
+    owed: dict[Any, int] = field(default_factory=dict)
+    #: tp -> (offset rewound to, number of the last fetch started before the rewind)
+    rewinds: dict[Any, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, tp: Any, offset: int) -> None:
+        """The partition was sought to `offset`: that is the next one owed."""
+        self.owed[tp] = offset
+        self.rewinds.pop(tp, None)
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        """The partitions were revoked: nothing is owed until they are positioned again."""
+        for tp in tps:
+            self.owed.pop(tp, None)
+            self.rewinds.pop(tp, None)
+
+    def judge(self, tp: Any, offset: int, fetch: int) -> Verdict:
+        """What to do with the record at `offset` of `tp`, from fetch number `fetch`."""
+        owed = self.owed.get(tp)
+        if owed is None or offset < owed:
+            return Verdict.SKIP  # not positioned yet (the seek re-reads it), or delivered
+        if offset == owed:
+            return Verdict.DELIVER
+        rewind = self.rewinds.get(tp)
+        if rewind is None or rewind[0] != owed:
+            return Verdict.REWIND
+        return Verdict.GAP if fetch > rewind[1] else Verdict.SKIP
+
+    def delivered(self, tp: Any, offset: int) -> None:
+        """The record at `offset` went to the handler."""
+        self.owed[tp] = offset + 1
+        self.rewinds.pop(tp, None)
+
+    def rewound(self, tp: Any, fetch: int) -> None:
+        """`tp` was sought back to its owed offset during fetch number `fetch`."""
+        self.rewinds[tp] = (self.owed[tp], fetch)
 
 
 class CompleteFlushProducer(faust_aiokafka.Producer):  # type: ignore[misc]
@@ -82,6 +154,56 @@ class CompleteFlushProducer(faust_aiokafka.Producer):  # type: ignore[misc]
 class BatchConsumer(TrueEndConsumer):
     """Faust's aiokafka consumer (with true end offsets) delivering some topics in batches."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.contiguity = Contiguity()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Faust's revocation, and nothing is owed on the revoked partitions any more."""
+        self.contiguity.forget(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def perform_seek(self) -> None:
+        """Seek every partition to its committed offset, the uncommitted ones included.
+
+        Faust calls this after every rebalance and after dropping a fetch, to read again
+        what it dropped; its own version leaves partitions with no commit (or a commit at
+        0) where the fetcher got, past the dropped records. Here every partition delivered
+        in batches is sought to its committed offset, or to the log's beginning
+        (`auto_offset_reset` earliest, as revmon configures it), and its read, committed
+        and acknowledged offsets start again from there: a commit interrupted by a
+        revocation writes its offsets back after the revocation cleared them, and an
+        acknowledgement below such a stale commit would never be committed. Messages read
+        again are at most delivered again, and revmon's state skips what it applied.
+        """
+        delivery = _DELIVERIES.get(self.app)
+        if delivery is None:
+            await super().perform_seek()
+            return
+        committed: Mapping[Any, int | None] = await self.seek_to_committed()
+        unread = []
+        for tp, offset in committed.items():
+            known = offset if offset is not None and offset > 0 else None
+            self._read_offset[tp] = known
+            self._committed_offset[tp] = known
+            if tp.topic in delivery.handlers:
+                self._acked.pop(tp, None)
+                self._acked_index.pop(tp, None)
+                self._gap.pop(tp, None)
+                if known is None:
+                    unread.append(tp)
+                else:
+                    self.contiguity.position(tp, known)
+        if unread:
+            beginnings: Mapping[Any, int] = await self._thread.earliest_offsets(*unread)
+            for tp in unread:
+                start = int(beginnings.get(tp, 0))
+                try:
+                    self._thread.seek(tp, start)
+                except IllegalStateError:  # revoked meanwhile: the next rebalance seeks it
+                    continue
+                self.contiguity.position(tp, start)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         delivery = _DELIVERIES.get(self.app)
         if delivery is None:
@@ -94,36 +216,62 @@ class BatchConsumer(TrueEndConsumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
+        contiguity = self.contiguity
         pending: dict[BatchHandler, list[Any]] = {}
-        held = held_bytes = 0
+        held = held_bytes = fetch = 0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                fetch += 1
+                this_fetch = fetch
                 batches = self.getmany(timeout=1.0)
                 await self.sleep(0)
                 if self.should_stop:
                     break
                 async for tp, message in batches:
                     offset = message.offset
-                    last = read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # read before (Faust drops these too)
                     handler = handlers.get(tp.topic)
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        # Compacted away or transaction markers: commits may pass them.
-                        # Faust's `_add_gap` yields to the loop: nothing may be pending.
-                        held = held_bytes = self._deliver(pending)
-                        await self._add_gap(tp, last + 1, offset)
-                        if not self.flow_active:
-                            break  # a rebalance began; Faust seeks back to the commits
-                    if handler is None:
-                        held = held_bytes = self._deliver(pending)
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                    else:
+                    if handler is not None:
+                        verdict = contiguity.judge(tp, offset, this_fetch)
+                        if verdict is Verdict.SKIP:
+                            continue
+                        if verdict is not Verdict.DELIVER:
+                            held = held_bytes = self._deliver(pending)
+                            owed = contiguity.owed[tp]
+                            if verdict is Verdict.REWIND:
+                                self.log.info(
+                                    "Records %s..%s of %s were dropped; reading them again",
+                                    owed,
+                                    offset - 1,
+                                    tp,
+                                )
+                                try:
+                                    self._thread.seek(tp, owed)
+                                except IllegalStateError:
+                                    continue  # revoked: positioned again when reassigned
+                                contiguity.rewound(tp, this_fetch)
+                                continue
+                            # Compacted away or transaction markers: commits may pass them.
+                            self.log.warning("No records %s..%s in %s", owed, offset - 1, tp)
+                            await self._add_gap(tp, owed, offset - 1)
+                            if not self.flow_active:
+                                break  # a rebalance began: the next seek repositions
                         pending.setdefault(handler, []).append(message)
+                        contiguity.delivered(tp, offset)
                         held += 1
                         held_bytes += len(message.value or b"")
-                    read_offset[tp] = offset
+                        read_offset[tp] = offset
+                    else:
+                        last = read_offset[tp]
+                        if last is not None and offset < last:
+                            continue  # read before (Faust drops these too)
+                        held = held_bytes = self._deliver(pending)
+                        if last and offset - last > 1 and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, last + 1, offset)
+                            if not self.flow_active:
+                                break
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        read_offset[tp] = offset
                     if held >= max_batch or held_bytes >= max_bytes:
                         held = held_bytes = self._deliver(pending)
                         await asyncio.sleep(0)  # let the web endpoints and timers in

@@ -194,3 +194,121 @@ async def test_a_batch_ends_at_max_bytes(servers: str) -> None:
     await run_until(app, lambda: sum(sizes) >= 20)
     assert sum(sizes) == 20
     assert max(sizes) <= 3  # the third message's bytes reach the bound
+
+
+def offsets_by_partition(calls: list[list[tuple[int, int, bytes]]]) -> dict[int, list[int]]:
+    """The offsets each partition's messages reached the handler with, in order."""
+    out: dict[int, list[int]] = {}
+    for call in calls:
+        for partition, offset, _ in call:
+            out.setdefault(partition, []).append(offset)
+    return out
+
+
+async def test_records_faust_drops_on_the_way_are_read_again(servers: str) -> None:
+    """Faust's `getmany` drops fetched records in places (flow stopped, generation changed);
+    here one fetch's records of a partition with nothing committed vanish on the way: the
+    handler still gets every offset once, in order, and the commits reach the end."""
+    topic = unique("dropped")
+    connection = Connection(servers, load_settings().kafka)
+    await ensure_topics(connection, [topic], PARTITIONS)
+    await produce(servers, topic, 2000)
+    group = unique("dropped")
+    app = make_app(servers, group)
+    calls: list[list[tuple[int, int, bytes]]] = []
+    use_batch_delivery(
+        app,
+        [
+            (
+                app.topic(topic),
+                lambda ms: calls.append([(m.partition, m.offset, m.value) for m in ms]),
+            )
+        ],
+        max_batch=100,
+    )
+    consumer = app.consumer
+    stock_getmany = consumer.getmany
+    dropped: list[int] = []
+
+    async def lossy_getmany(**kwargs: Any) -> Any:
+        async for tp, message in stock_getmany(**kwargs):
+            if (
+                tp.partition == 1
+                and not calls
+                and (not dropped or message.offset == dropped[-1] + 1)
+            ):
+                dropped.append(message.offset)  # the first fetch of partition 1 never arrives
+                continue
+            yield tp, message
+
+    consumer.getmany = lossy_getmany
+
+    def received() -> int:
+        return sum(len(call) for call in calls)
+
+    await run_until(app, lambda: received() >= 2000, limit=90)
+    await asyncio.sleep(1.0)  # anything delivered twice would arrive by now
+
+    assert dropped  # the loss did happen...
+    assert dropped[0] == 0  # ...from the partition's start, with nothing committed
+    by_partition = offsets_by_partition(calls)
+    for offsets in by_partition.values():
+        assert offsets == list(range(len(offsets)))  # none skipped, none twice
+    assert sum(len(offsets) for offsets in by_partition.values()) == 2000
+    ends = {p: len(offsets) for p, offsets in by_partition.items()}
+    assert await committed(servers, group, topic) == ends
+
+
+async def test_the_seek_after_a_rebalance_rereads_every_partition_from_its_commit(
+    servers: str,
+) -> None:
+    """After the seek Faust makes once partitions are assigned (and after dropping a fetch),
+    a partition with nothing committed is read again from its beginning, one with a commit
+    from the commit; stale commit bookkeeping is replaced by the group's real offsets."""
+    topic = unique("seek")
+    connection = Connection(servers, load_settings().kafka)
+    await ensure_topics(connection, [topic], PARTITIONS)
+    await produce(servers, topic, 400)
+    group = unique("seek")
+    app = make_app(servers, group)
+    calls: list[list[tuple[int, int, bytes]]] = []
+    use_batch_delivery(
+        app,
+        [
+            (
+                app.topic(topic),
+                lambda ms: calls.append([(m.partition, m.offset, m.value) for m in ms]),
+            )
+        ],
+        max_batch=1000,
+    )
+
+    def received() -> int:
+        return sum(len(call) for call in calls)
+
+    await app.start()
+    try:
+        deadline = time.monotonic() + 60
+        while received() < 400:
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.05)
+        ends = {p: len(o) for p, o in offsets_by_partition(calls).items()}
+        consumer = app.consumer
+        # Commit partition 0 only, at 50; partition 1 has nothing committed.
+        tp0 = next(tp for tp in consumer.assignment() if tp.topic == topic and tp.partition == 0)
+        tp1 = next(tp for tp in consumer.assignment() if tp.topic == topic and tp.partition == 1)
+        await consumer._commit({tp0: 50})
+        consumer._committed_offset[tp1] = 10**6  # stale: written back after a revocation
+        calls.clear()
+        await consumer.perform_seek()
+        deadline = time.monotonic() + 30
+        while received() < ends[0] - 50 + ends[1]:
+            assert time.monotonic() < deadline, f"not read again: {offsets_by_partition(calls)}"
+            await asyncio.sleep(0.05)
+        again = offsets_by_partition(calls)
+        assert again[0] == list(range(50, ends[0]))
+        assert again[1] == list(range(ends[1]))
+        await consumer.commit()
+        assert await committed(servers, group, topic) == ends
+    finally:
+        await app.stop()

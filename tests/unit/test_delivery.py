@@ -3,9 +3,10 @@ tests/integration/test_delivery.py)."""
 
 from __future__ import annotations
 
+import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from revmon.delivery import CompleteFlushProducer
+from revmon.delivery import CompleteFlushProducer, Contiguity, Verdict
 
 
 class SlowBuffer:
@@ -46,3 +47,83 @@ async def test_flush_waits_for_every_queued_message() -> None:
 
     assert stock.buffer.size == 4
     assert complete.buffer.size == 0
+
+
+TP = ("topic", 0)
+
+
+def _positioned(offset: int = 10) -> Contiguity:
+    contiguity = Contiguity()
+    contiguity.position(TP, offset)
+    return contiguity
+
+
+@pytest.mark.parametrize(
+    ("offset", "verdict"),
+    [
+        (10, Verdict.DELIVER),  # the next one owed
+        (9, Verdict.SKIP),  # delivered before (a re-fetch, or below the commit)
+        (0, Verdict.SKIP),
+        (11, Verdict.REWIND),  # 10 went missing on the way
+        (500, Verdict.REWIND),
+    ],
+)
+def test_a_positioned_partition_owes_exactly_the_next_offset(offset: int, verdict: Verdict) -> None:
+    """After a seek to 10, only 10 is delivered; a later record means records were dropped."""
+    assert _positioned(10).judge(TP, offset, fetch=1) is verdict
+
+
+def test_nothing_is_delivered_before_the_partition_is_positioned() -> None:
+    """Records fetched before the seek after an assignment are read again after it."""
+    contiguity = Contiguity()
+    assert contiguity.judge(TP, 0, fetch=1) is Verdict.SKIP
+    contiguity.position(TP, 0)
+    assert contiguity.judge(TP, 0, fetch=1) is Verdict.DELIVER
+
+
+def test_delivering_moves_the_owed_offset() -> None:
+    """Each delivered record makes the next offset the owed one."""
+    contiguity = _positioned(10)
+    contiguity.delivered(TP, 10)
+    assert contiguity.judge(TP, 10, fetch=1) is Verdict.SKIP
+    assert contiguity.judge(TP, 11, fetch=1) is Verdict.DELIVER
+    assert contiguity.judge(TP, 12, fetch=1) is Verdict.REWIND
+
+
+@pytest.mark.parametrize(
+    ("fetch", "offset", "verdict"),
+    [
+        (3, 15, Verdict.SKIP),  # same fetch as the rewind: taken before it, wait for the re-read
+        (2, 15, Verdict.SKIP),
+        (4, 10, Verdict.DELIVER),  # the re-read brings the missing record
+        (4, 15, Verdict.GAP),  # a fetch after the rewind still starts past 10: nothing there
+    ],
+)
+def test_after_a_rewind_only_a_later_fetch_can_prove_a_real_gap(
+    fetch: int, offset: int, verdict: Verdict
+) -> None:
+    """A rewind during fetch 3 to offset 10: records of fetch 3 or before are stale."""
+    contiguity = _positioned(10)
+    assert contiguity.judge(TP, 15, fetch=3) is Verdict.REWIND
+    contiguity.rewound(TP, fetch=3)
+    assert contiguity.judge(TP, offset, fetch=fetch) is verdict
+
+
+def test_a_new_position_or_a_revocation_ends_a_rewind() -> None:
+    """Seeking again (a rebalance) restarts the count; a revoked partition owes nothing."""
+    contiguity = _positioned(10)
+    contiguity.rewound(TP, fetch=3)
+    contiguity.position(TP, 7)
+    assert contiguity.judge(TP, 15, fetch=9) is Verdict.REWIND
+    contiguity.forget([TP])
+    assert contiguity.judge(TP, 7, fetch=9) is Verdict.SKIP
+
+
+def test_partitions_are_independent() -> None:
+    """What one partition owes says nothing about another."""
+    other = ("topic", 1)
+    contiguity = _positioned(10)
+    contiguity.position(other, 0)
+    contiguity.delivered(other, 0)
+    assert contiguity.judge(TP, 10, fetch=1) is Verdict.DELIVER
+    assert contiguity.judge(other, 1, fetch=1) is Verdict.DELIVER
