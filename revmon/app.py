@@ -260,7 +260,7 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
         if not revmon.ready():
             return  # still recovering: what we hold now is not what we own
         now = revmon.now(wall_clock)
-        if now is None or revmon.owned >= every:
+        if now is None or (revmon.owned >= every and revmon.owned_accounts >= every):
             return  # this worker owns every partition: no other worker needs our partials
         newest = {f"i{s.partition}": s.newest for s in revmon.ingest.states()}
         entries = {
