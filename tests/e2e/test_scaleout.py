@@ -16,6 +16,7 @@ import pytest
 from revmon.broker import Connection, EmbeddedBroker, ensure_topics, free_port
 from revmon.produce import ProduceReport, produce_file
 from revmon.settings import load_settings
+from revmon.simulate import SimulationConfig, simulate, write_jsonl
 from tests.e2e.workers import (
     Series,
     applied,
@@ -118,6 +119,39 @@ def test_one_worker_and_two_workers_agree(
     start(run.alone, alone_port, processes)
     start(run.pair, first_port, processes)
     start(run.pair, second_port, processes)
+    run.wait_caught_up()
+
+    assert_pair_matches(alone_port, [first_port, second_port], run.produced.lines)
+
+
+def wait_applying(port: int, what: str, limit: float = 60) -> None:
+    """Poll until the worker on `port` has applied some input."""
+    deadline = time.monotonic() + limit
+    while applied(scrape(port)) == 0:
+        assert time.monotonic() < deadline, f"{what} never started applying"
+        time.sleep(0.2)
+
+
+def test_a_worker_joining_mid_stream_takes_over_with_nothing_lost_or_counted_twice(
+    broker: EmbeddedBroker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """A second worker joins while the first is busy: partitions move mid-stream (revoked
+    from a worker between two batches, records in flight dropped by Faust), and the pair
+    still applies every event exactly once and exports what a lone worker does."""
+    history = tmp_path / "history.jsonl"
+    # Busy enough (~270k events) that the first worker still has a backlog when the second
+    # one has joined, a few seconds after.
+    config = SimulationConfig.from_settings(load_settings(), days=200, seed=5, leads_per_day=300)
+    write_jsonl(simulate(config), history)
+    run = groups(broker, tmp_path, history, batch=5)
+
+    alone_port, first_port, second_port = free_port(), free_port(), free_port()
+    start(run.alone, alone_port, processes)
+    start(run.pair, first_port, processes)
+    wait_applying(first_port, "the first worker")
+    start(run.pair, second_port, processes)
+    wait_applying(second_port, "the second worker")
+    assert applied(scrape(first_port)) < run.produced.lines  # it did join mid-stream
     run.wait_caught_up()
 
     assert_pair_matches(alone_port, [first_port, second_port], run.produced.lines)
