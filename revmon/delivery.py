@@ -132,23 +132,56 @@ class Contiguity:
 
 
 class CompleteFlushProducer(faust_aiokafka.Producer):  # type: ignore[misc]
-    """Faust's aiokafka producer, but `flush()` returns only once everything is sent.
+    """Faust's aiokafka producer, but `flush()` returns once everything queued before it
+    is acknowledged by the broker, and does not wait for what is queued after.
 
     Faust flushes its producer before it commits offsets and when partitions are revoked,
     and revmon relies on that: a batch's state record and account facts must be in the
     log before its input offsets are committed, and before another worker recovers the
     partition. But Faust's `ProducerBuffer.flush()` gives up as soon as handing one
     message to aiokafka takes over 0.1 s (a full accumulator under load), leaving the rest
-    queued: the commit then runs ahead of the state, and a worker taking over recovers
-    an older state than the offsets say (events lost). This flush waits for the buffer
-    to drain, then for aiokafka to have every message acknowledged.
+    queued: the commit then runs ahead of the state, and a worker taking over recovers an
+    older state than the offsets say (events lost). And while messages keep arriving
+    within 0.1 s of each other it keeps going, so under a steady load a commit waited
+    for a minute and more. This flush waits for exactly the messages queued before it
+    (each `send_soon` future resolves when the broker acknowledges the message) and
+    raises if one of them failed, so nothing is committed past a lost message.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unacknowledged: list[asyncio.Future[Any]] = []
+
+    def send_soon(self, fut: Any) -> None:
+        """Queue the message (Faust), and remember it until the broker has it."""
+        super().send_soon(fut)
+        unacknowledged = self.unacknowledged
+        unacknowledged.append(fut)
+        if len(unacknowledged) >= _PRUNE_AT:  # no commit for a while: drop what is done well
+            self.unacknowledged = [f for f in unacknowledged if not _succeeded(f)]
+
     async def flush(self) -> None:
-        buffer = self.buffer
-        while buffer.size:
-            await buffer.flush_atmost(None)
-        await super().flush()
+        """Wait until the broker acknowledged every message queued so far.
+
+        Raises:
+            Exception: a message queued so far was not sent (the send's own error).
+        """
+        waiting, self.unacknowledged = self.unacknowledged, []
+        if waiting:
+            await asyncio.wait(waiting)
+        for fut in waiting:
+            if fut.cancelled():
+                raise RuntimeError("a message was cancelled before the broker had it")
+            error = fut.exception()
+            if error is not None:
+                raise error
+
+
+_PRUNE_AT = 100_000
+
+
+def _succeeded(fut: asyncio.Future[Any]) -> bool:
+    return fut.done() and not fut.cancelled() and fut.exception() is None
 
 
 class BatchConsumer(TrueEndConsumer):

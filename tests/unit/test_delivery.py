@@ -3,9 +3,13 @@ tests/integration/test_delivery.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from revmon import delivery
 from revmon.delivery import CompleteFlushProducer, Contiguity, Verdict
 
 
@@ -15,6 +19,10 @@ class SlowBuffer:
 
     def __init__(self, size: int) -> None:
         self.size = size
+
+    def put(self, fut: object) -> None:
+        """Queue one message."""
+        self.size += 1
 
     async def flush_atmost(self, max_messages: int | None) -> int:
         """Hand over one message, then give up."""
@@ -28,25 +36,89 @@ class SlowBuffer:
         await self.flush_atmost(None)
 
 
-def _producer(cls: type[faust_aiokafka.Producer], queued: int) -> faust_aiokafka.Producer:
+def _producer(cls: type[faust_aiokafka.Producer], queued: int = 0) -> Any:
     producer = object.__new__(cls)
     producer.buffer = SlowBuffer(queued)
     producer._producer = None  # no aiokafka producer to flush
     producer._transaction_producers = {}
+    producer.unacknowledged = []
     return producer
 
 
-async def test_flush_waits_for_every_queued_message() -> None:
-    """Faust's flush returns with messages still queued (so a commit could run ahead of
-    the state it covers); revmon's returns only once the buffer is empty."""
+async def test_stock_flush_returns_with_messages_still_queued() -> None:
+    """Faust's own flush gives up after one slow hand-over: a commit after it could run
+    ahead of the state it covers (why revmon has its own)."""
     stock = _producer(faust_aiokafka.Producer, queued=5)
-    complete = _producer(CompleteFlushProducer, queued=5)
-
     await stock.flush()
-    await complete.flush()
-
     assert stock.buffer.size == 4
-    assert complete.buffer.size == 0
+
+
+async def test_flush_waits_until_the_broker_has_every_message_queued_before_it() -> None:
+    """Each queued message's future resolves when the broker acknowledges it; the flush
+    returns only after the last of them."""
+    producer = _producer(CompleteFlushProducer)
+    loop = asyncio.get_running_loop()
+    messages = [loop.create_future() for _ in range(3)]
+    for message in messages:
+        producer.send_soon(message)
+
+    async def acknowledge() -> None:
+        for message in messages:
+            await asyncio.sleep(0.01)
+            message.set_result(None)
+
+    acks = asyncio.create_task(acknowledge())
+    await producer.flush()
+    assert all(message.done() for message in messages)
+    await acks
+
+
+async def test_flush_does_not_wait_for_messages_queued_after_it() -> None:
+    """A steady stream of new messages does not hold a commit up."""
+    producer = _producer(CompleteFlushProducer)
+    loop = asyncio.get_running_loop()
+    early = loop.create_future()
+    producer.send_soon(early)
+    flushing = asyncio.create_task(producer.flush())
+    await asyncio.sleep(0)
+    late = loop.create_future()
+    producer.send_soon(late)  # never acknowledged
+    early.set_result(None)
+    await asyncio.wait_for(flushing, timeout=5)
+    assert producer.unacknowledged == [late]  # the next flush waits for it
+
+
+@pytest.mark.parametrize("failure", ["error", "cancelled"])
+async def test_a_message_the_broker_never_got_fails_the_flush(failure: str) -> None:
+    """Nothing is committed past a lost message: the flush raises."""
+    producer = _producer(CompleteFlushProducer)
+    loop = asyncio.get_running_loop()
+    ok, lost = loop.create_future(), loop.create_future()
+    producer.send_soon(ok)
+    producer.send_soon(lost)
+    ok.set_result(None)
+    if failure == "error":
+        lost.set_exception(OSError("broker gone"))
+        with pytest.raises(OSError, match="broker gone"):
+            await producer.flush()
+    else:
+        lost.cancel()
+        with pytest.raises(RuntimeError, match="cancelled"):
+            await producer.flush()
+
+
+async def test_acknowledged_messages_are_let_go_between_flushes() -> None:
+    """Without a flush for a long while, only messages not yet acknowledged (or failed)
+    are kept."""
+    producer = _producer(CompleteFlushProducer)
+    loop = asyncio.get_running_loop()
+    kept = loop.create_future()
+    producer.send_soon(kept)
+    for _ in range(delivery._PRUNE_AT - 1):  # the last one reaches the bound
+        done = loop.create_future()
+        done.set_result(None)
+        producer.send_soon(done)
+    assert producer.unacknowledged == [kept]
 
 
 TP = ("topic", 0)
