@@ -190,6 +190,7 @@ class BatchConsumer(TrueEndConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.contiguity = Contiguity()
+        self._seeking = asyncio.Lock()
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         """Faust's revocation, and nothing is owed on the revoked partitions any more."""
@@ -213,24 +214,24 @@ class BatchConsumer(TrueEndConsumer):
         if delivery is None:
             await super().perform_seek()
             return
-        committed: Mapping[Any, int | None] = await self.seek_to_committed()
-        unread = []
-        for tp, offset in committed.items():
-            known = offset if offset is not None and offset > 0 else None
-            self._read_offset[tp] = known
-            self._committed_offset[tp] = known
-            if tp.topic in delivery.handlers:
+        async with self._seeking:  # one seek at a time: the last one read the newest commits
+            committed: Mapping[Any, int | None] = await self.seek_to_committed()
+            # No await from here on: the seek and what is owed change together. (aiokafka
+            # has sought each committed partition already, but while it asked for the next
+            # partition's commit, records from there may have been fetched, and skipped.)
+            for tp, offset in committed.items():
+                known = offset if offset is not None and offset > 0 else None
+                self._read_offset[tp] = known
+                self._committed_offset[tp] = known
+                if tp.topic not in delivery.handlers:
+                    continue
                 self._acked.pop(tp, None)
                 self._acked_index.pop(tp, None)
                 self._gap.pop(tp, None)
-                if known is None:
-                    unread.append(tp)
-                else:
-                    self.contiguity.position(tp, known)
-        if unread:
-            beginnings: Mapping[Any, int] = await self._thread.earliest_offsets(*unread)
-            for tp in unread:
-                start = int(beginnings.get(tp, 0))
+                # With no commit, from the beginning: 0, or past a log start that retention
+                # moved (the fetch resets to the earliest offset, and the first record read
+                # after a rewind proves the records before it are gone).
+                start = known or 0
                 try:
                     self._thread.seek(tp, start)
                 except IllegalStateError:  # revoked meanwhile: the next rebalance seeks it
