@@ -166,9 +166,12 @@ class CompleteFlushProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         Raises:
             Exception: a message queued so far was not sent (the send's own error).
         """
-        waiting, self.unacknowledged = self.unacknowledged, []
+        # A copy, not a hand-over: a flush that starts while this one waits (a revocation
+        # during a periodic commit) must wait for these messages too.
+        waiting = list(self.unacknowledged)
         if waiting:
             await asyncio.wait(waiting)
+        self.unacknowledged = [f for f in self.unacknowledged if not _succeeded(f)]
         for fut in waiting:
             if fut.cancelled():
                 raise RuntimeError("a message was cancelled before the broker had it")

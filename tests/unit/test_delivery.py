@@ -88,6 +88,23 @@ async def test_flush_does_not_wait_for_messages_queued_after_it() -> None:
     assert producer.unacknowledged == [late]  # the next flush waits for it
 
 
+async def test_a_flush_started_during_another_waits_for_its_messages_too() -> None:
+    """A revocation's flush during a periodic commit's: neither returns before the broker
+    has every message queued before it started."""
+    producer = _producer(CompleteFlushProducer)
+    loop = asyncio.get_running_loop()
+    message = loop.create_future()
+    producer.send_soon(message)
+    first = asyncio.create_task(producer.flush())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(producer.flush())
+    await asyncio.sleep(0.05)
+    assert not first.done()
+    assert not second.done()
+    message.set_result(None)
+    await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+
+
 @pytest.mark.parametrize("failure", ["error", "cancelled"])
 async def test_a_message_the_broker_never_got_fails_the_flush(failure: str) -> None:
     """Nothing is committed past a lost message: the flush raises."""
