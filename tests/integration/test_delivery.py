@@ -196,7 +196,7 @@ async def test_a_batch_ends_at_max_bytes(servers: str) -> None:
     assert max(sizes) <= 3  # the third message's bytes reach the bound
 
 
-def offsets_by_partition(calls: list[list[tuple[int, int, bytes]]]) -> dict[int, list[int]]:
+def offsets_by_partition(calls: Calls) -> dict[int, list[int]]:
     """The offsets each partition's messages reached the handler with, in order."""
     out: dict[int, list[int]] = {}
     for call in calls:
@@ -205,27 +205,33 @@ def offsets_by_partition(calls: list[list[tuple[int, int, bytes]]]) -> dict[int,
     return out
 
 
+Calls = list[list[tuple[int, int, bytes]]]
+
+
+async def recording_app(
+    servers: str, name: str, count: int, max_batch: int
+) -> tuple[str, str, faust.App, Calls]:
+    """A fresh topic with `count` messages and an app delivering it in batches to a handler
+    that records (partition, offset, value) per call: (topic, group, app, calls)."""
+    topic, group = unique(name), unique(name)
+    connection = Connection(servers, load_settings().kafka)
+    await ensure_topics(connection, [topic], PARTITIONS)
+    await produce(servers, topic, count)
+    app = make_app(servers, group)
+    calls: Calls = []
+
+    def record(messages: Sequence[Any]) -> None:
+        calls.append([(m.partition, m.offset, m.value) for m in messages])
+
+    use_batch_delivery(app, [(app.topic(topic), record)], max_batch=max_batch)
+    return topic, group, app, calls
+
+
 async def test_records_faust_drops_on_the_way_are_read_again(servers: str) -> None:
     """Faust's `getmany` drops fetched records in places (flow stopped, generation changed);
     here one fetch's records of a partition with nothing committed vanish on the way: the
     handler still gets every offset once, in order, and the commits reach the end."""
-    topic = unique("dropped")
-    connection = Connection(servers, load_settings().kafka)
-    await ensure_topics(connection, [topic], PARTITIONS)
-    await produce(servers, topic, 2000)
-    group = unique("dropped")
-    app = make_app(servers, group)
-    calls: list[list[tuple[int, int, bytes]]] = []
-    use_batch_delivery(
-        app,
-        [
-            (
-                app.topic(topic),
-                lambda ms: calls.append([(m.partition, m.offset, m.value) for m in ms]),
-            )
-        ],
-        max_batch=100,
-    )
+    topic, group, app, calls = await recording_app(servers, "dropped", 2000, max_batch=100)
     consumer = app.consumer
     stock_getmany = consumer.getmany
     dropped: list[int] = []
@@ -265,23 +271,7 @@ async def test_the_seek_after_a_rebalance_rereads_every_partition_from_its_commi
     """After the seek Faust makes once partitions are assigned (and after dropping a fetch),
     a partition with nothing committed is read again from its beginning, one with a commit
     from the commit; stale commit bookkeeping is replaced by the group's real offsets."""
-    topic = unique("seek")
-    connection = Connection(servers, load_settings().kafka)
-    await ensure_topics(connection, [topic], PARTITIONS)
-    await produce(servers, topic, 400)
-    group = unique("seek")
-    app = make_app(servers, group)
-    calls: list[list[tuple[int, int, bytes]]] = []
-    use_batch_delivery(
-        app,
-        [
-            (
-                app.topic(topic),
-                lambda ms: calls.append([(m.partition, m.offset, m.value) for m in ms]),
-            )
-        ],
-        max_batch=1000,
-    )
+    topic, group, app, calls = await recording_app(servers, "seek", 400, max_batch=1000)
 
     def received() -> int:
         return sum(len(call) for call in calls)
