@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from revmon import __version__
 from revmon.events import EVENT_TYPES, Reason
+from revmon.families import state_families
 from revmon.kpi.ledger import Sample
 from revmon.settings import Settings
 
@@ -115,54 +116,9 @@ class _ClockCollector(Collector):
             )
 
 
-#: Every SPEC §3.1–§3.8 family with its help text; gauges unless named in GAUGE_HISTOGRAMS.
-METRIC_HELP: dict[str, str] = {
-    "revmon_funnel_open": "Entities now in an open stage.",
-    "revmon_funnel_age_seconds": "Age (now - entered_at) of open entities, a gauge histogram.",
-    "revmon_funnel_stale": "Open entities older than their stage's SLA.",
-    "revmon_funnel_stale_ratio": "Stale / open entities.",
-    "revmon_funnel_entries": "Entries into a stage in the window (creation counts).",
-    "revmon_funnel_exits": "Exits from an open stage by outcome in the window.",
-    "revmon_funnel_conversion_ratio": "Advanced / (advanced + dropped) exits in the window.",
-    "revmon_funnel_time_in_stage_seconds_sum": "Sum of time in stage over exits in the window.",
-    "revmon_marketing_new_names": "Leads created in the window.",
-    "revmon_marketing_spend_amount": "Campaign spend in the window.",
-    "revmon_marketing_cost_per_name_amount": "Spend / new names in the window.",
-    "revmon_pipeline_open": "Open opportunities.",
-    "revmon_pipeline_open_amount": "Amount of open opportunities.",
-    "revmon_pipeline_created": "Opportunities created in the window.",
-    "revmon_pipeline_created_amount": "Amount at creation of opportunities created in the window.",
-    "revmon_pipeline_won": "Opportunities won in the window.",
-    "revmon_pipeline_won_amount": "Amount at close of opportunities won in the window.",
-    "revmon_pipeline_lost": "Opportunities lost in the window.",
-    "revmon_pipeline_lost_amount": "Amount at close of opportunities lost in the window.",
-    "revmon_pipeline_win_ratio": "Won / (won + lost) opportunities in the window, by count.",
-    "revmon_pipeline_cycle_seconds_sum": "Sum of (won_at - created_at) over wins in the window.",
-    "revmon_pipeline_velocity_amount_per_day": "Open x win ratio x mean won amount / mean cycle.",
-    "revmon_pipeline_creation_pace_ratio": "Created amount 30d / (created amount 90d / 3).",
-    "revmon_target_amount": "Configured target of the period containing now.",
-    "revmon_period_won_amount": "Won amount inside the period, up to now.",
-    "revmon_pipeline_coverage_ratio": "Open amount / (target - period won).",
-    "revmon_pipeline_gap_amount": "max(0, coverage x remaining target - open amount).",
-    "revmon_revenue_amount": "Paid invoices minus refunds in the window.",
-    "revmon_expense_amount": "Expenses and campaign spend in the window.",
-    "revmon_er_ratio": "Expense / revenue in the window.",
-    "revmon_customers": "Accounts with at least one active subscription.",
-    "revmon_mrr_amount": "Sum of mrr of active subscriptions.",
-    "revmon_customers_new": "Accounts that became customers in the window.",
-    "revmon_customers_churned": "Accounts that stopped being customers in the window.",
-    "revmon_customer_churn_ratio": "Churned / (customers - new + churned) in the window.",
-    "revmon_mrr_movement_amount": "MRR movements in the window.",
-    "revmon_net_revenue_retention_ratio": "Net revenue retention over the window.",
-    "revmon_accounts": "Known accounts by segment.",
-    "revmon_segment_revenue_amount": "365-day revenue of the segment's accounts.",
-    "revmon_sales_activities": "Sales activities in the window by the account's segment now.",
-    "revmon_sales_minutes": "Sales activity minutes in the window by segment now.",
-    "revmon_accounts_undercovered": "Accounts not touched within their segment's cadence.",
-    "revmon_stage_win_ratio": "Share won of opportunities closed in 365d that reached the stage.",
-    "revmon_pipeline_expected_amount": "Stage-weighted amount of open opportunities.",
-}
-GAUGE_HISTOGRAMS = frozenset({"revmon_funnel_age_seconds"})
+#: Every SPEC §3.1–§3.8 family with its help text (from the catalogue, `revmon.families`).
+METRIC_HELP: dict[str, str] = {f.name: f.help for f in state_families()}
+GAUGE_HISTOGRAMS = frozenset(f.name for f in state_families() if f.kind == "gaugehistogram")
 _GAUGE_HISTOGRAM_SUFFIXES = ("_bucket", "_gcount", "_gsum")
 
 
