@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 
 from revmon.errors import ConfigError
+from revmon.families import FAMILIES
 
 ENV_PREFIX = "REVMON_"
 CONFIG_ENV = "REVMON_CONFIG"
@@ -305,6 +306,10 @@ class Target(_Frozen):
         return value
 
 
+#: Gauges of SPEC §3.9 a rule may watch besides §3.1–§3.8 (global, owner-exported).
+_RULE_OPERATIONS_GAUGES = frozenset({"revmon_watermark_seconds", "revmon_event_lag_seconds"})
+
+
 class AlertRule(_Frozen):
     """One threshold rule (SPEC §5); evaluated by the daemon and exported by `revmon rules`."""
 
@@ -317,9 +322,64 @@ class AlertRule(_Frozen):
     threshold: float
     for_: Annotated[Duration, Field(alias="for")] = 0.0
     clear: float | None = None
+    keep_firing_for: Duration = 0.0
     severity: Literal["warning", "critical"] = "warning"
     summary: str = ""
+    description: str = ""
     runbook_url: str | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _named(cls, data: Any, handler: Any) -> Any:
+        # Every error of a rule names the rule, not only its position in the list.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            name = data.get("name") if isinstance(data, dict) else None
+            raise ValueError(f"rule {name or '(unnamed)'}: {_describe(exc)}") from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertRule:
+        family = FAMILIES.get(self.metric)
+        watchable = family is not None and family.kind == "gauge"
+        if (
+            family is None
+            or not watchable
+            or not (family.is_state or self.metric in _RULE_OPERATIONS_GAUGES)
+        ):
+            raise ValueError(
+                f"rule {self.name}: metric {self.metric} is not an exported gauge revmon can alert on"
+            )
+        unknown = sorted(set(self.labels) - set(family.labels))
+        if unknown:
+            have = ", ".join(family.labels) or "no labels"
+            raise ValueError(
+                f"rule {self.name}: {self.metric} has no label {unknown[0]} (it has {have})"
+            )
+        for key, value in self.labels.items():
+            if isinstance(value, tuple) and not value:
+                raise ValueError(f"rule {self.name}: labels.{key}: an empty list matches nothing")
+        if self.clear is not None:
+            above = self.op in (">", ">=")
+            if (above and self.clear > self.threshold) or (
+                not above and self.clear < self.threshold
+            ):
+                side = "at or below" if above else "at or above"
+                raise ValueError(
+                    f"rule {self.name}: clear must be {side} the threshold {self.threshold:g}"
+                )
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when a series with `labels` is one of the rule's (a list value: any of them)."""
+        for key, wanted in self.labels.items():
+            value = labels.get(key)
+            if isinstance(wanted, tuple):
+                if value not in wanted:
+                    return False
+            elif value != wanted:
+                return False
+        return True
 
 
 def _check_zone(value: str) -> str:
@@ -385,6 +445,9 @@ class Settings(BaseSettings):
     publish_interval: PositiveDuration
     dedupe_horizon: PositiveDuration
     alertmanager_url: Annotated[str | None, AfterValidator(_check_http_url)]
+    alerts_interval: PositiveDuration
+    alerts_resend: PositiveDuration
+    source_silence: PositiveDuration
     partitions: Annotated[int, Field(ge=1, le=1024)]
     worker: Worker
     topics: Topics
@@ -394,6 +457,16 @@ class Settings(BaseSettings):
     pipeline: Pipeline
     targets: tuple[Target, ...]
     alerts: tuple[AlertRule, ...]
+
+    @field_validator("alerts")
+    @classmethod
+    def _distinct_rules(cls, value: tuple[AlertRule, ...]) -> tuple[AlertRule, ...]:
+        seen: set[str] = set()
+        for rule in value:
+            if rule.name in seen:
+                raise ValueError(f"rule {rule.name}: the name is used by another rule")
+            seen.add(rule.name)
+        return value
 
     @field_validator("windows")
     @classmethod

@@ -570,12 +570,12 @@ def test_overrides_beat_file(config_file: Path) -> None:
         pytest.param("topics:\n  metrics: revmon.alerts\n", "topics", id="topics-not-distinct"),
         pytest.param(
             "alerts:\n  - {name: X, metric: bad, op: '>', threshold: 1}\n",
-            "alerts.0.metric",
+            "alerts.0: rule X: metric",
             id="alert-metric",
         ),
         pytest.param(
             "alerts:\n  - {name: X, metric: revmon_x, op: '=', threshold: 1}\n",
-            "alerts.0.op",
+            "alerts.0: rule X: op",
             id="alert-op",
         ),
         pytest.param("bogus: 1\n", "bogus", id="unknown-top-level"),
