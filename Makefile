@@ -30,8 +30,25 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff format --check revmon tests bench
 	$(VENV)/bin/mypy
 
+# Debian packages the tests run for real: Prometheus and promtool, Alertmanager, headless
+# Chromium, stunnel (TLS in front of the embedded broker). Installed when missing.
+SYSTEM_TOOLS := promtool:prometheus prometheus:prometheus \
+	prometheus-alertmanager:prometheus-alertmanager chromium:chromium stunnel4:stunnel4
+
+.PHONY: system-deps
+system-deps: ## install the Debian packages the tests need, when missing
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
 .PHONY: test
-test: lint ## lint, then every test (unit, integration on Tansu, end to end)
+test: lint system-deps ## lint, then every test (unit, integration on Tansu, end to end)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: bench

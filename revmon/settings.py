@@ -348,7 +348,8 @@ class AlertRule(_Frozen):
             or not (family.is_state or self.metric in _RULE_OPERATIONS_GAUGES)
         ):
             raise ValueError(
-                f"rule {self.name}: metric {self.metric} is not an exported gauge revmon can alert on"
+                f"rule {self.name}: metric {self.metric} is not an exported gauge "
+                "revmon can alert on"
             )
         unknown = sorted(set(self.labels) - set(family.labels))
         if unknown:

@@ -56,3 +56,20 @@ def isolated_settings(servers: str, **overrides: Any) -> Settings:
         else:
             base[key] = value
     return load_settings(None, **base)
+
+
+def require_tool(name: str) -> str:
+    """The path of a system tool the test runs for real (a Debian package `make test` installs).
+
+    Missing, it skips the test on a developer's machine and fails it in CI (`CI=true`),
+    where no test may be skipped for a missing component.
+    """
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (run `make system-deps`)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
