@@ -12,11 +12,12 @@ import structlog
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
+from revmon.alerting import AlertService, state_topic
 from revmon.broker import Connection, ensure_topics
 from revmon.delivery import BatchHandler, use_batch_delivery
 from revmon.engine import MetricEngine
 from revmon.events import Decoder
-from revmon.exposition import KpiCollector, OperationsMetrics
+from revmon.exposition import Freshness, KpiCollector, OperationsMetrics
 from revmon.kpi.ledger import Sample
 from revmon.partials import Exchange, Shared, combine
 from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
@@ -69,6 +70,9 @@ class Revmon:
     after_flush: list[Callable[[], None]] = field(default_factory=list)
     #: Topics delivered in batches besides the input, with their handlers.
     routes: list[tuple[Any, BatchHandler]] = field(default_factory=list)
+    #: `now` and every SPEC §3.1–§3.8 sample, or None when this worker does not export them.
+    kpi_samples: Callable[[], tuple[float, list[Sample]] | None] = lambda: None
+    alerting: AlertService | None = None
 
     def newest(self) -> float | None:
         """The greatest `occurred_at` applied on any partition, this worker's or another's."""
@@ -95,6 +99,26 @@ class Revmon:
         if self.accounts is not None:
             for partition in self.owned_accounts:
                 self.accounts.state(partition)
+
+    def exports_kpis(self) -> bool:
+        """True on the one worker that exports the revenue metrics: the owner of input
+        partition 0, once ready (SPEC §4)."""
+        return 0 in self.owned and self.ready()
+
+    def freshness(self) -> list[Freshness]:
+        """Source freshness over the input partitions this worker owns (SPEC §3.9)."""
+        topics = self.settings.topics
+        out = []
+        states = self.ingest.states()
+        for source, topic in (
+            ("crm", topics.crm),
+            ("marketing", topics.marketing),
+            ("billing", topics.billing),
+        ):
+            received = [s.received_by_topic[topic] for s in states if topic in s.received_by_topic]
+            newest = [s.newest_by_topic[topic] for s in states if topic in s.newest_by_topic]
+            out.append(Freshness(source, max(received, default=None), max(newest, default=None)))
+        return out
 
     def owned_keys(self) -> set[str]:
         """Partial keys (`i<p>`, `a<p>`) of the partitions this worker owns."""
@@ -128,8 +152,13 @@ def build(
     registry: CollectorRegistry | None = None,
     engine: Engine | None = None,
     wall_clock: Callable[[], float] = time.time,
+    alerts_on_timer: bool = True,
 ) -> Revmon:
-    """Build the worker for `settings`; nothing connects until the app starts."""
+    """Build the worker for `settings`; nothing connects until the app starts.
+
+    Alert rules are evaluated every `alerts_interval` (`run`), or, without
+    `alerts_on_timer`, only when the caller ticks them (`replay`, after each slice).
+    """
     worker = settings.worker
     app = faust.App(
         worker.app_id,
@@ -183,6 +212,8 @@ def build(
         newest_event=lambda: holder["revmon"].newest(),
         wall_clock=wall_clock,
         clock_owner=lambda: 0 in holder["revmon"].owned,
+        ready=lambda: holder["revmon"].ready(),
+        sources=lambda: holder["revmon"].freshness(),
     )
     engine = engine if engine is not None else MetricEngine(settings)
     ingest = Ingest(
@@ -192,6 +223,7 @@ def build(
         dead_letters=FaustDeadLetters(dead_letter),
         engine=engine,
         dedupe_horizon=settings.dedupe_horizon,
+        wall_clock=wall_clock,
     )
     holder["ingest"] = ingest
     exchange = Exchange(connection, partials_topic(settings))
@@ -201,8 +233,34 @@ def build(
     if isinstance(engine, MetricEngine):
         _share(revmon, engine, wall_clock)
         _wire_accounts(revmon, engine)
+        _wire_alerts(revmon, connection, wall_clock, on_timer=alerts_on_timer)
     _wire(revmon, inputs, state_table)
     return revmon
+
+
+def _wire_alerts(
+    revmon: Revmon,
+    connection: Connection,
+    wall_clock: Callable[[], float],
+    *,
+    on_timer: bool,
+) -> None:
+    """The alert room: evaluated on the exporting worker, on a timer or when ticked."""
+    settings = revmon.settings
+    host = f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host
+    service = AlertService(
+        settings,
+        connection,
+        samples=revmon.kpi_samples,
+        is_owner=revmon.exports_kpis,
+        set_firing=revmon.metrics.set_firing,
+        count=revmon.metrics.count_notifications,
+        wall_clock=wall_clock,
+        generator_url=f"http://{host}:{settings.web_port}/metrics",
+        on_timer=on_timer,
+    )
+    revmon.alerting = service
+    revmon.app.add_dependency(service)
 
 
 def _store(settings: Settings) -> str:
@@ -230,7 +288,7 @@ async def prepare_topics(settings: Settings, connection: Connection) -> None:
         BrokerError: the cluster cannot be reached or refuses.
     """
     topics = settings.topics
-    compacted = [topics.metrics, partials_topic(settings)]
+    compacted = [topics.metrics, partials_topic(settings), state_topic(settings)]
     names = [
         *topics.inputs,
         topics.dead_letter,
@@ -245,13 +303,18 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
     """Export the revenue metrics from the owner of partition 0; share partials every second."""
     exchange = revmon.exchange
 
-    def evaluate() -> list[Sample] | None:
-        if 0 not in revmon.owned or not revmon.ready():
+    def kpi_samples() -> tuple[float, list[Sample]] | None:
+        if not revmon.exports_kpis():
             return None
         now = revmon.now(wall_clock) or wall_clock()
         local = engine.partition_partials(now)
-        return engine.samples(now, combine(local, exchange.remote, revmon.owned_keys()))
+        return now, engine.samples(now, combine(local, exchange.remote, revmon.owned_keys()))
 
+    def evaluate() -> list[Sample] | None:
+        found = kpi_samples()
+        return None if found is None else found[1]
+
+    revmon.kpi_samples = kpi_samples
     revmon.registry.register(KpiCollector(evaluate))
 
     every = set(range(revmon.settings.partitions))
@@ -357,6 +420,8 @@ def _wire(revmon: Revmon, inputs: Any, state_table: FaustStateTable) -> None:
     async def _revoked(app_: Any, revoked: Any, **_: Any) -> None:
         # Another worker may own these partitions next: drop them, recover on return.
         partitions = {tp.partition for tp in revoked if tp.topic in inputs_names}
+        if 0 in partitions and revmon.alerting is not None:
+            await revmon.alerting.on_revoked()
         revmon.owned -= partitions
         ingest.forget(partitions)
         account_partitions = {tp.partition for tp in revoked if tp.topic == facts_topic}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,6 +41,8 @@ class OperationsMetrics:
         newest_event: Callable[[], float | None],
         wall_clock: Callable[[], float],
         clock_owner: Callable[[], bool] = lambda: True,
+        ready: Callable[[], bool] = lambda: True,
+        sources: Callable[[], Iterable[Freshness]] = tuple,
     ) -> None:
         self.events = Counter(
             "revmon_events",
@@ -65,10 +68,21 @@ class OperationsMetrics:
         )
         alerts = Gauge(
             "revmon_alerts_firing",
-            "1 while an alert instance of the rule fires.",
+            "Firing alert instances of the rule (evaluated on the owner of the revenue "
+            "metrics; max without (instance)).",
             ["alertname", "severity"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "revmon_alert_notifications",
+            "Alert notifications by receiver (alertmanager, topic) and result "
+            "(sent, failed, dropped).",
+            ["receiver", "result"],
+            registry=registry,
+        )
+        for receiver in ("alertmanager", "topic"):
+            for result in ("sent", "failed", "dropped"):
+                self.notifications.labels(receiver=receiver, result=result)
         build = Gauge("revmon_build_info", "revmon's version.", ["version"], registry=registry)
         build.labels(version=__version__).set(1)
         for event_type in EVENT_TYPES:
@@ -79,6 +93,66 @@ class OperationsMetrics:
             alerts.labels(alertname=rule.name, severity=rule.severity).set(0)
         self.alerts_firing = alerts
         registry.register(_ClockCollector(watermark, newest_event, wall_clock, clock_owner))
+        registry.register(_ReadyCollector(ready))
+        registry.register(_FreshnessCollector(sources))
+
+    def set_firing(self, alertname: str, severity: str, count: int) -> None:
+        """`revmon_alerts_firing` of one rule."""
+        self.alerts_firing.labels(alertname=alertname, severity=severity).set(count)
+
+    def count_notifications(self, receiver: str, result: str, n: int) -> None:
+        """Add to `revmon_alert_notifications_total`."""
+        self.notifications.labels(receiver=receiver, result=result).inc(n)
+
+
+class Freshness(NamedTuple):
+    """One input topic's freshness on this worker: last message received (wall clock) and
+    newest `occurred_at` applied, unix seconds, over the partitions the worker owns."""
+
+    source: str
+    last_message: float | None
+    newest_event: float | None
+
+
+class _ReadyCollector(Collector):
+    """`revmon_ready`: 1 when /readyz answers 200 (RevmonNotReady reads it)."""
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        self._ready = ready
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "revmon_ready",
+            "1 when this worker is ready (/readyz answers 200), else 0.",
+            1.0 if self._ready() else 0.0,
+        )
+
+
+class _FreshnessCollector(Collector):
+    """Source freshness per input topic (SPEC §3.9); the deployment's value is the max over
+    workers (`max without (instance)`), since each worker reports the partitions it owns."""
+
+    def __init__(self, sources: Callable[[], Iterable[Freshness]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        last = GaugeMetricFamily(
+            "revmon_source_last_message_timestamp_seconds",
+            "Wall-clock time the last message of the input topic was received, unix seconds.",
+            labels=["source"],
+        )
+        newest = GaugeMetricFamily(
+            "revmon_source_newest_event_timestamp_seconds",
+            "Newest occurred_at applied from the input topic, unix seconds.",
+            labels=["source"],
+        )
+        for one in self._sources():
+            if one.last_message is not None:
+                last.add_metric([one.source], one.last_message)
+            if one.newest_event is not None:
+                newest.add_metric([one.source], one.newest_event)
+        yield last
+        yield newest
 
 
 class _ClockCollector(Collector):

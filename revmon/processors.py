@@ -7,7 +7,8 @@ it can be unit-tested.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -120,7 +121,9 @@ class Ingest:
         dead_letters: DeadLetters,
         engine: Engine,
         dedupe_horizon: float,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._wall_clock = wall_clock
         self._decoder = decoder
         self._metrics = metrics
         self._table = table
@@ -148,6 +151,7 @@ class Ingest:
 
     def handle(self, messages: Iterable[Message]) -> None:
         """Apply a batch of messages in order; redeliveries of applied offsets are skipped."""
+        received = self._wall_clock()
         for message in messages:
             state = self.state(message.partition)
             if state.applied(message.topic, message.offset):
@@ -165,7 +169,7 @@ class Ingest:
                     if self._engine.apply(item, message.partition):
                         self._metrics.late.inc()
                     self._events[item.type].inc()
-            state.advance(message.topic, message.offset)
+            state.advance(message.topic, message.offset, received)
 
     def flush(self, partitions: Iterable[int] | None = None) -> None:
         """Write every dirty partition's changes to the table (one record each)."""

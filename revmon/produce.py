@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -52,6 +53,7 @@ class Line:
     topic: str
     key: bytes | None
     batchable: bool
+    at: float | None = None  # occurred_at, unix seconds, when the line has a readable one
 
 
 @dataclass
@@ -65,20 +67,38 @@ class ProduceReport:
 
 def route(raw: bytes, topics: Topics) -> tuple[str, bytes | None, bool]:
     """(topic, key, batchable) of one line: by `type`, keyed by its entity (SPEC §7)."""
+    topic, key, batchable, _ = _route(raw, topics)
+    return topic, key, batchable
+
+
+def _route(raw: bytes, topics: Topics) -> tuple[str, bytes | None, bool, float | None]:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return topics.crm, None, False
+        return topics.crm, None, False, None
     if not isinstance(data, dict):
-        return topics.crm, None, False
+        return topics.crm, None, False, None
     kind = data.get("type")
     prefix = kind.split(".", 1)[0] if isinstance(kind, str) else ""
     topic = getattr(topics, _TOPIC_BY_PREFIX.get(prefix, "crm"))
+    at = _timestamp(data.get("occurred_at"))
     for name in _KEY_FIELDS:
         value = data.get(name)
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-            return topic, str(value).encode(), True
-    return topic, None, True
+            return topic, str(value).encode(), True, at
+    return topic, None, True, at
+
+
+def _timestamp(value: object) -> float | None:
+    """An occurred_at with an offset as unix seconds; None for anything else (the daemon
+    judges the line; here it only decides where a replay slice ends)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def check_readable(path: Path) -> None:
@@ -107,8 +127,8 @@ def read_lines(path: Path, topics: Topics) -> Iterator[Line]:
         for number, raw_line in enumerate(handle, start=1):
             raw = raw_line.strip()
             if raw:
-                topic, key, batchable = route(raw, topics)
-                yield Line(number, raw, topic, key, batchable)
+                topic, key, batchable, at = _route(raw, topics)
+                yield Line(number, raw, topic, key, batchable, at)
 
 
 class _Sender:
@@ -175,16 +195,32 @@ class _Sender:
             raise BrokerError(f"{len(errors)} messages were not acknowledged: {errors[0]!r}")
 
     async def close(self) -> ProduceReport:
+        """Send every group and wait until every message sent is acknowledged."""
         for tp in list(self._groups):
             await self._flush_group(tp)
         await self._drain()
         return self.report
 
 
+#: Called at the end of each slice with everything acknowledged so far.
+SliceDone = Callable[[ProduceReport], Awaitable[None]]
+
+
 async def produce_file(
-    path: Path, connection: Connection, topics: Topics, *, batch: int = 1
+    path: Path,
+    connection: Connection,
+    topics: Topics,
+    *,
+    batch: int = 1,
+    slice_seconds: float | None = None,
+    on_slice: SliceDone | None = None,
 ) -> ProduceReport:
     """Send every non-blank line of `path`; returns once every message is acknowledged.
+
+    With `slice_seconds`, the file is sent in slices of event time (a slice ends before
+    the first line whose occurred_at lies that far past the slice's first one): after
+    each, every message is acknowledged and `on_slice` is awaited (`replay` waits there
+    until the worker has applied the slice, then evaluates the alert rules).
 
     Raises:
         InputFileError: the file cannot be read.
@@ -204,7 +240,15 @@ async def produce_file(
     try:
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.inputs}
         sender = _Sender(producer, partitions, batch)
+        began: float | None = None
         for line in read_lines(path, topics):
+            if slice_seconds is not None and line.at is not None:
+                if began is None:
+                    began = line.at
+                elif line.at >= began + slice_seconds:
+                    if on_slice is not None:
+                        await on_slice(await sender.close())
+                    began = line.at
             await sender.add(line)
         report = await sender.close()
     finally:

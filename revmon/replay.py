@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -16,9 +18,11 @@ from revmon.broker import Connection, broker_for
 from revmon.exposition import render
 from revmon.produce import ProduceReport, check_readable, produce_file
 from revmon.settings import Settings
-from revmon.worker import run_until
 
 log = structlog.get_logger(__name__)
+
+#: Event time between two evaluations of the alert rules in a replay.
+DEFAULT_STEP = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +32,9 @@ class ReplayResult:
     produced: ProduceReport
     caught_up: bool
     exposition: bytes
+    alerts: list[dict[str, Any]]  # every alerts-topic message, in order
     produce_seconds: float
-    process_seconds: float  # from joined-and-recovered until caught up
+    process_seconds: float  # waiting for the worker to apply what was produced
 
 
 def reached(
@@ -67,35 +72,100 @@ def replay_settings(settings: Settings) -> Settings:
 
 
 async def replay_on(
-    servers: str, path: Path, settings: Settings, *, batch: int, limit: float
+    servers: str,
+    path: Path,
+    settings: Settings,
+    *,
+    batch: int,
+    limit: float,
+    step: float | None = None,
 ) -> ReplayResult:
-    """Produce `path` to the broker at `servers`, process it all, return the exposition."""
+    """Produce `path` to the broker at `servers`, process it all, return the exposition.
+
+    Alert rules are evaluated on coherent data: with `step` (seconds of event time), the
+    file is produced a slice at a time and the rules are evaluated once the worker has
+    applied each slice (every partition, and the account stage, up to that point: a
+    partition that ran ahead of the others would show numbers no moment ever had); without
+    it, everything is produced first, processed at full speed, and evaluated once at the end.
+    """
     connection = Connection(servers, settings.kafka)
-    topics = settings.topics
     await app_module.prepare_topics(settings, connection)
-    began = time.monotonic()
-    produced = await produce_file(path, connection, topics, batch=batch)
-    produce_seconds = time.monotonic() - began
-    revmon = app_module.build(settings, connection)
-    started: list[float] = []
+    revmon = app_module.build(settings, connection, alerts_on_timer=False)
+    app = revmon.app
+    alerting = revmon.alerting
+    timings = {"produce": 0.0, "process": 0.0}
 
-    def done() -> bool:
-        if not started and revmon.ready():
-            started.append(time.monotonic())  # joined and recovered: processing starts
-        return caught_up(revmon, produced.last_offsets)
+    async def until(condition: Callable[[], bool]) -> None:
+        while not condition():
+            if app.should_stop or app.crashed:
+                raise RuntimeError(f"worker stopped: {app.crash_reason!r}")
+            await asyncio.sleep(0.01)
 
-    finished = await run_until(revmon, done, limit=limit, poll=0.01)
-    process_seconds = time.monotonic() - (started[0] if started else time.monotonic())
+    def evaluated() -> bool:
+        if alerting is None:
+            return True
+        alerting.tick()  # on the first call: notices the ownership, then takes over
+        return alerting.evaluating
+
+    async def applied(report: ProduceReport) -> None:
+        began = time.monotonic()
+        await until(lambda: caught_up(revmon, report.last_offsets))
+        if alerting is not None:
+            alerting.tick()  # the evaluation after this slice
+        timings["process"] += time.monotonic() - began
+
+    finished = False
+    produced = ProduceReport()
+    if step is None:  # everything first: the worker then runs at full speed (`make bench`)
+        began = time.monotonic()
+        produced = await produce_file(path, connection, settings.topics, batch=batch)
+        timings["produce"] = time.monotonic() - began
+    await app.start()
+    try:
+        async with asyncio.timeout(limit):
+            await until(revmon.ready)
+            await until(evaluated)
+            if step is not None:
+                began = time.monotonic()
+                produced = await produce_file(
+                    path,
+                    connection,
+                    settings.topics,
+                    batch=batch,
+                    slice_seconds=step,
+                    on_slice=applied,
+                )
+                timings["produce"] = time.monotonic() - began - timings["process"]
+            await applied(produced)
+            await until(lambda: alerting is None or alerting.idle())
+            finished = True
+    except TimeoutError:
+        pass
+    finally:
+        await app.stop()
+    alerts = alerting.messages if alerting is not None else []
     return ReplayResult(
-        produced, finished, render(revmon.registry), produce_seconds, process_seconds
+        produced,
+        finished,
+        render(revmon.registry),
+        alerts,
+        timings["produce"],
+        timings["process"],
     )
 
 
 def replay(
-    path: Path, settings: Settings, *, batch: int = 500, timeout: float = 3600.0
+    path: Path,
+    settings: Settings,
+    *,
+    batch: int = 500,
+    timeout: float = 3600.0,
+    step: float | None = DEFAULT_STEP,
 ) -> ReplayResult:
     """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise)."""
     check_readable(path)
     settings = replay_settings(settings)
     with broker_for(settings) as servers:
-        return asyncio.run(replay_on(servers, path, settings, batch=batch, limit=timeout))
+        return asyncio.run(
+            replay_on(servers, path, settings, batch=batch, limit=timeout, step=step)
+        )

@@ -108,6 +108,8 @@ class PartitionState:
     skipped: dict[str, list[int]] = field(default_factory=dict)
     newest: float | None = None
     newest_by_topic: dict[str, float] = field(default_factory=dict)
+    #: Wall-clock time the last message of each topic arrived (SPEC §3.9 source freshness).
+    received_by_topic: dict[str, float] = field(default_factory=dict)
     seq: int = 0
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
@@ -123,9 +125,12 @@ class PartitionState:
         """True when the message at `offset` of `topic` was applied before (a redelivery)."""
         return offset <= self.offsets.get(topic, -1)
 
-    def advance(self, topic: str, offset: int) -> None:
-        """Record that the message at `offset` of `topic` has been handled."""
+    def advance(self, topic: str, offset: int, received: float | None = None) -> None:
+        """Record that the message at `offset` of `topic` has been handled (and when it
+        arrived, wall clock)."""
         self.offsets[topic] = offset
+        if received is not None:
+            self.received_by_topic[topic] = received
         self._dirty = True
 
     # -- dedupe ----------------------------------------------------------------------
@@ -188,6 +193,7 @@ class PartitionState:
             "offsets": self.offsets,
             "newest": self.newest,
             "newest_by_topic": self.newest_by_topic,
+            "received_by_topic": self.received_by_topic,
             "ids": self._pending,
             "records": records,
             "points": points,
@@ -222,6 +228,7 @@ class PartitionState:
             "offsets": self.offsets,
             "newest": self.newest,
             "newest_by_topic": self.newest_by_topic,
+            "received_by_topic": self.received_by_topic,
         }
         table.put(self.partition, marker_key(self.partition), _dumps(marker))
         for key in self._snapshot_keys:
@@ -281,6 +288,7 @@ class PartitionState:
             state.offsets = {str(t): int(o) for t, o in marker["offsets"].items()}
             state.newest = marker["newest"]
             state.newest_by_topic = dict(marker.get("newest_by_topic", {}))
+            state.received_by_topic = dict(marker.get("received_by_topic", {}))
             for i in range(int(marker["chunks"])):
                 key = snapshot_key(partition, state.seq, i)
                 state._load_chunk(orjson.loads(stored[key]))
@@ -325,6 +333,7 @@ class PartitionState:
         self.offsets = {str(t): int(o) for t, o in value.get("offsets", {}).items()}
         self.newest = value.get("newest")
         self.newest_by_topic = dict(value.get("newest_by_topic", {}))
+        self.received_by_topic = dict(value.get("received_by_topic", {}))
         self._journal.append(seq)
 
     def _records(self, name: str) -> Records:

@@ -191,7 +191,7 @@ def test_flush_writes_one_record_with_offsets_and_new_ids(
     """One flush writes exactly one record: all offsets, newest, and the ids since last flush."""
     state.remember("e1", 10.0)
     state.remember("e2", 20.0)
-    state.advance("crm", 7)
+    state.advance("crm", 7, received=1000.0)
     state.advance("billing", 3)
 
     state.flush(table)
@@ -201,11 +201,24 @@ def test_flush_writes_one_record_with_offsets_and_new_ids(
         "offsets": {"crm": 7, "billing": 3},
         "newest": 20.0,
         "newest_by_topic": {"": 20.0},
+        "received_by_topic": {"crm": 1000.0},
         "ids": {"e1": 10.0, "e2": 20.0},
         "records": {},
         "points": {},
     }
     assert not state.dirty
+
+
+def test_received_times_survive_recovery_from_journal_and_snapshot(table: DictTable) -> None:
+    """When each topic's last message arrived is state: a restart keeps source freshness."""
+    state = PartitionState(partition=0, horizon=100.0)
+    state.advance("crm", 1, received=1000.0)
+    state.flush(table)
+    assert PartitionState.recover(0, 100.0, table).received_by_topic == {"crm": 1000.0}
+    state.advance("billing", 1, received=2000.0)
+    state.snapshot(table)
+    recovered = PartitionState.recover(0, 100.0, table)
+    assert recovered.received_by_topic == {"crm": 1000.0, "billing": 2000.0}
 
 
 def test_second_flush_writes_only_new_ids(state: PartitionState, table: DictTable) -> None:
@@ -223,6 +236,7 @@ def test_second_flush_writes_only_new_ids(state: PartitionState, table: DictTabl
         "offsets": {"crm": 0, "billing": 0},
         "newest": 20.0,
         "newest_by_topic": {"": 20.0},
+        "received_by_topic": {},
         "ids": {"e2": 20.0},
         "records": {},
         "points": {},
@@ -251,6 +265,7 @@ def test_offset_only_flush_has_no_ids(state: PartitionState, table: DictTable) -
         "offsets": {"crm": 9},
         "newest": None,
         "newest_by_topic": {},
+        "received_by_topic": {},
         "ids": {},
         "records": {},
         "points": {},
@@ -416,6 +431,7 @@ def test_snapshot_replaces_the_journal(table: DictTable) -> None:
         "offsets": {"crm": 1},
         "newest": 3.0,
         "newest_by_topic": {"": 3.0},
+        "received_by_topic": {},
     }
 
 
