@@ -34,14 +34,19 @@ class AlertMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", title="revmon alert message")
 
     alertname: str
-    labels: dict[str, str]
+    fingerprint: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="first 16 hex digits of the SHA-256 of the sorted labels (the message key)",
+    )
+    labels: dict[str, str] = Field(description="alertname, severity and the series' labels")
     annotations: dict[str, str]
     status: Literal["firing", "resolved"]
-    value: float | None
+    value: float | None = Field(description="the series' value; null when it disappeared")
     threshold: float
-    starts_at: datetime
-    ends_at: datetime | None
-    as_of: datetime
+    starts_at: datetime = Field(description="when it began firing (RFC 3339, UTC)")
+    ends_at: datetime | None = Field(description="when it resolved; null while firing")
+    as_of: datetime = Field(description="the evaluation instant of the change (RFC 3339, UTC)")
+    schema_version: Literal[1] = Field(alias="schema", description="version of this schema")
 
 
 def _with_dialect(schema: dict[str, Any], title: str) -> dict[str, Any]:

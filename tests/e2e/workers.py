@@ -25,6 +25,11 @@ PER_PROCESS = (
     "revmon_events_late",
     "revmon_event_lag_seconds",
     "revmon_build_info",
+    # Per worker: what this process sent, whether it is ready, what its partitions received.
+    "revmon_alert_notifications",
+    "revmon_ready",
+    "revmon_source_last_message_timestamp_seconds",
+    "revmon_source_newest_event_timestamp_seconds",
 )
 
 
@@ -50,19 +55,44 @@ def write_config(tmp: Path, servers: str, tag: str, app_id: str, store: str = "m
 
 
 def start(
-    config: Path, port: int, started: list[subprocess.Popen[bytes]]
+    config: Path, port: int, started: list[subprocess.Popen[bytes]], log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """`revmon run` in its own process group."""
+    """`revmon run` in its own process group (its log appended to `log` when given)."""
     env = {**os.environ, "REVMON_WEB_PORT": str(port)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "revmon", "run", "--config", str(config), "--log-level", "WARNING"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    err = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "revmon",
+                "run",
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    finally:
+        if not isinstance(err, int):
+            err.close()  # the child has its own descriptor
     started.append(proc)
     return proc
+
+
+def gauge(text: str | None, name: str, **labels: str) -> float | None:
+    """The value of one sample in an exposition, or None."""
+    if text is None:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
 
 
 def scrape(port: int) -> str | None:
