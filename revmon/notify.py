@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -118,11 +118,11 @@ class AlertmanagerSender:
         timeout: float = SEND_TIMEOUT,
     ) -> None:
         parts = urlsplit(url)
-        self._auth = (
-            aiohttp.BasicAuth(parts.username or "", parts.password or "")
-            if parts.username is not None
-            else None
-        )
+        self._headers = {"Content-Type": "application/json"}
+        if parts.username is not None:
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(
+                unquote(parts.username), unquote(parts.password or "")
+            )
         netloc = parts.hostname or ""
         if parts.port:
             netloc = f"{netloc}:{parts.port}"
@@ -156,7 +156,7 @@ class AlertmanagerSender:
     async def run(self) -> None:
         """Send until cancelled."""
         async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout), auth=self._auth
+            timeout=aiohttp.ClientTimeout(total=self._timeout)
         ) as session:
             while True:
                 if not self._queue:
@@ -178,7 +178,7 @@ class AlertmanagerSender:
             async with session.post(
                 self._endpoint,
                 data=orjson.dumps(alerts),
-                headers={"Content-Type": "application/json"},
+                headers=self._headers,
             ) as response:
                 if response.status // 100 == 2:
                     return True

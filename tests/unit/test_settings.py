@@ -804,3 +804,81 @@ def test_custom_cadence_merges_with_defaults(config_file: Path) -> None:
 
     assert settings.segments.cadence["5m_plus"] == 7 * DAY
     assert settings.segments.cadence["10k_100k"] == 90 * DAY
+
+
+_RULE = "{name: R, metric: revmon_er_ratio, labels: {window: 90d}, op: '>=', threshold: 0.6"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_nope, op: '>', threshold: 1}\n",
+            "rule R: metric revmon_nope is not an exported gauge",
+            id="unknown-metric",
+        ),
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_funnel_age_seconds, op: '>', threshold: 1}\n",
+            "rule R: metric revmon_funnel_age_seconds is not an exported gauge",
+            id="gauge-histogram",
+        ),
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_events_total, op: '>', threshold: 1}\n",
+            "rule R: metric revmon_events_total is not an exported gauge",
+            id="per-worker-counter",
+        ),
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_er_ratio, labels: {kind: x}, op: '>', "
+            "threshold: 1}\n",
+            "rule R: revmon_er_ratio has no label kind (it has window)",
+            id="label-the-metric-lacks",
+        ),
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_er_ratio, op: '>'}\n",
+            "rule R: threshold: Field required",
+            id="missing-threshold",
+        ),
+        pytest.param(
+            "alerts:\n  - " + _RULE + ", clear: 0.7}\n",
+            "rule R: clear must be at or below the threshold 0.6",
+            id="clear-above-a-greater-than-rule",
+        ),
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_er_ratio, op: '<', threshold: 3, clear: 2}\n",
+            "rule R: clear must be at or above the threshold 3",
+            id="clear-below-a-less-than-rule",
+        ),
+        pytest.param(
+            "alerts:\n  - " + _RULE + "}\n  - " + _RULE + "}\n",
+            "rule R: the name is used by another rule",
+            id="duplicate-name",
+        ),
+        pytest.param(
+            "alerts:\n  - " + _RULE + ", severity: page}\n",
+            "rule R: severity:",
+            id="bad-severity",
+        ),
+        pytest.param(
+            "alerts:\n  - {name: R, metric: revmon_accounts, labels: {segment: []}, op: '>', "
+            "threshold: 1}\n",
+            "rule R: labels.segment: an empty list matches nothing",
+            id="empty-label-list",
+        ),
+    ],
+)
+def test_alert_rules_are_validated_as_a_whole_and_errors_name_the_rule(
+    config_file: Path, text: str, expected: str
+) -> None:
+    """Each invalid rule fails start with one line naming the rule and what is wrong."""
+    message = _config_error(config_file, text)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_shipped_alert_rules_are_valid_and_match_their_series() -> None:
+    """The seven shipped rules load; a list label matches any of its values."""
+    rules = {rule.name: rule for rule in load_settings(None).alerts}
+    assert len(rules) == 7
+    undercovered = rules["KeyAccountsUndercovered"]
+    assert undercovered.matches({"segment": "5m_plus"})
+    assert not undercovered.matches({"segment": "100k_1m"})
