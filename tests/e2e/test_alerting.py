@@ -25,7 +25,7 @@ from revmon.produce import produce_file
 from revmon.schemas import AlertMessage
 from revmon.settings import load_settings
 from tests.e2e.workers import committed, gauge, scrape, start, write_config
-from tests.support import pipe
+from tests.support import pipe, tour
 from tests.support.servers import Alertmanager, Prometheus, Webhook, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -299,3 +299,48 @@ def test_replay_alerts_out_fires_and_resolves_once_and_the_clear_band_holds(
     # Without a band the same flapping pages twice.
     plain = [m["status"] for m in messages if m["alertname"] == THINNING["name"]]
     assert plain == ["firing", "resolved", "firing", "resolved"]
+
+
+def test_a_replay_crossing_every_shipped_threshold_fires_each_alert_once_and_resolves_it(
+    tmp_path: Path,
+) -> None:
+    """The shipped rules on a history built to cross each of them (tests/support/tour.py):
+    exactly these pages, on these days, each resolved when its number recovers."""
+    history = pipe.write(tmp_path / "tour.jsonl", tour.events())
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"targets": tour.TARGETS}))
+    alerts_out = tmp_path / "alerts.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "revmon", "replay", str(history), "--config", str(config),
+         "--metrics-out", str(tmp_path / "final.prom"), "--alerts-out", str(alerts_out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    messages = [orjson.loads(line) for line in alerts_out.read_bytes().splitlines()]
+    trace = [
+        (m["alertname"], m["labels"].get("stage", ""), m["status"], m["as_of"][:10])
+        for m in messages
+    ]
+    assert trace == [
+        ("KeyAccountsUndercovered", "", "firing", "2026-02-02"),
+        ("KeyAccountsUndercovered", "", "resolved", "2026-02-20"),
+        ("LeadConversionDrop", "mql", "firing", "2026-03-28"),
+        ("LeadConversionDrop", "mql", "resolved", "2026-04-17"),
+        ("ExpenseToRevenueHigh", "", "firing", "2026-04-21"),
+        ("NewBusinessPipelineThinning", "", "firing", "2026-04-27"),
+        ("CustomerChurnHigh", "", "firing", "2026-05-03"),
+        ("NewBusinessPipelineThinning", "", "resolved", "2026-05-11"),
+        ("PipelineCoverageLow", "", "firing", "2026-07-02"),
+        ("PipelineCoverageLow", "", "resolved", "2026-07-05"),
+        ("StaleOpportunities", "qualification", "firing", "2026-07-26"),
+        ("StaleOpportunities", "qualification", "resolved", "2026-08-01"),
+        ("CustomerChurnHigh", "", "resolved", "2026-08-01"),
+        ("ExpenseToRevenueHigh", "", "resolved", "2026-08-02"),
+    ]
+    # The E:R alert resolved only past its clear value, not at the threshold.
+    resolved_er = [m for m in messages if m["alertname"] == "ExpenseToRevenueHigh"][-1]
+    assert resolved_er["value"] < 0.55
+    for message in messages:
+        AlertMessage.model_validate(message)
