@@ -32,7 +32,7 @@ DUPLICATES = 30
 # copying only events within 28 d of the newest in the file keeps every copy recognisable
 # whatever order the worker reads the topics in.
 COPY_WITHIN = 28 * DAY
-QUARTER_TARGET, MONTH_TARGET = 3_000_000, 500_000
+QUARTER_TARGET, MONTH_TARGET = 3_000_000, 2_000_000
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "funnel": (
