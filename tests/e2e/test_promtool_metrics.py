@@ -80,8 +80,7 @@ def test_every_family_of_the_catalogue_is_exported(exposition: str) -> None:
     missing = [
         f.name
         for f in FAMILIES.values()
-        if f.name not in names
-        and f.name.removesuffix("_total") not in exported_total
+        if f.name not in names and f.name.removesuffix("_total") not in exported_total
     ]
     assert missing == []
 
