@@ -10,11 +10,14 @@ from functools import cache
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from revmon.engine import PartitionBooks
 from revmon.events import EVENT_ADAPTER, Event
 from revmon.kpi import forecast, funnel, marketing, pipeline
 from revmon.kpi.expiry import Deadlines
+from revmon.kpi.inventory import OpenStage
 from revmon.kpi.ledger import Records, Windows, add_up
 from revmon.settings import Settings, load_settings
 
@@ -483,3 +486,51 @@ def test_deadlines_tally_any_cut_exactly() -> None:
     assert dict(tally.through(15.0)) == {"x": Decimal(5)}
     assert tally.between(25.0, 15.0) == {"x": Decimal("7.2"), "y": Decimal(1)}
     assert dict(tally.through(9.0)) == {}
+
+
+_times = st.integers(min_value=0, max_value=100).map(lambda n: 1_767_225_600.0 + n * 3600.0)
+_ops = st.lists(st.tuples(st.sampled_from(["add", "remove", "read"]), _times, _times), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=_ops, expire=st.sampled_from([3600.0, 36_000.0, 360_000.0]))
+def test_open_stage_with_expiry_agrees_with_brute_force(
+    ops: list[tuple[str, float, float]], expire: float
+) -> None:
+    """Counts, ages and expiries at any `now`, after any adds and removes, are the brute force's."""
+    stage = OpenStage(expire=expire)
+    present: list[float] = []
+    for op, at, now in ops:
+        if op == "add":
+            stage.add(at)
+            present.append(at)
+        elif op == "remove" and at in present:
+            stage.remove(at)
+            present.remove(at)
+        live = [e for e in present if e + expire > now]
+        assert stage.count(now) == len(live)
+        assert stage.age_sum(now) == pytest.approx(sum(now - e for e in live), abs=1e-6)
+        assert stage.aged_at_most(now, 7200.0) == sum(1 for e in live if now - e <= 7200.0)
+        assert stage.aged_over(now, 7200.0) == sum(1 for e in live if now - e > 7200.0)
+        gone = sum(1 for e in present if now - 36_000.0 < e + expire <= now)
+        assert stage.expired_between(now - 36_000.0, now) == gone
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=_ops)
+def test_deadlines_agree_with_brute_force(ops: list[tuple[str, float, float]]) -> None:
+    """Totals at `now` and over a window, after any adds and removes, are the brute force's."""
+    tally = Deadlines()
+    pending: dict[str, float] = {}
+    for n, (op, at, now) in enumerate(ops):
+        if op == "add":
+            tally.add(f"e{n}", at, {"n": Decimal(1), "t": Decimal(int(at))})
+            pending[f"e{n}"] = at
+        elif op == "remove" and pending:
+            entity = sorted(pending)[int(at) % len(pending)]
+            tally.remove(entity)
+            del pending[entity]
+        due = [d for d in pending.values() if d <= now]
+        assert tally.through(now).get("n", 0) == len(due)
+        inside = [d for d in pending.values() if now - 7200.0 < d <= now]
+        assert tally.between(now, 7200.0).get("t", 0) == sum(int(d) for d in inside)
