@@ -94,9 +94,22 @@ class OpenStage:
 
     def _cut(self, now: float) -> int:
         """How many entries have expired at `now` (`e + expire <= now`)."""
-        if self.expire is None:
-            return 0
-        return int(self._times.bisect_right(now - self.expire))
+        return 0 if self.expire is None else self._through(now, self.expire)
+
+    def _through(self, end: float, expire: float) -> int:
+        """How many entries have `e + expire <= end`: SPEC's test, exactly as written.
+
+        `e <= end - expire` is the same test in exact arithmetic; bisecting on it and then
+        stepping over the few entries where float rounding disagrees keeps the answer equal
+        to the deadline comparison the funnel makes when an event arrives.
+        """
+        times = self._times
+        i = int(times.bisect_right(end - expire))
+        while i > 0 and times[i - 1] + expire > end:
+            i -= 1
+        while i < len(times) and times[i] + expire <= end:
+            i += 1
+        return i
 
     def _micros_before(self, index: int) -> int:
         """Σ micros of the first `index` entries, moving the cursor there."""
@@ -136,8 +149,7 @@ class OpenStage:
         """How many expired (left the stage) at a time in `(start, end]`."""
         if self.expire is None:
             return 0
-        times, expire = self._times, self.expire
-        return int(times.bisect_right(end - expire)) - int(times.bisect_right(start - expire))
+        return self._through(end, self.expire) - self._through(start, self.expire)
 
     def __len__(self) -> int:
         return len(self._times)
