@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from typing import Any, TypeAlias, TypeVar, get_args
+from typing import TypeAlias, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
 from revmon.events import (
@@ -55,6 +55,7 @@ from revmon.kpi.funnel import (
 from revmon.kpi.inventory import le_label
 from revmon.kpi.ledger import Records, Sample, Windows, component
 from revmon.kpi.marketing import CHANNEL_CREATED, CHANNEL_WON, channel_label
+from revmon.kpi.opportunities import Opportunity, expiry_contribution
 from revmon.kpi.periods import Period, current_targets
 from revmon.settings import Settings, Window
 
@@ -93,64 +94,6 @@ _K = TypeVar("_K")
 
 # Open amounts are added and taken away for every move; decimals keep them exact.
 _MONEY = Context(prec=80)
-
-
-@dataclass(slots=True)
-class Opportunity:
-    """What the book knows of one opportunity; stored as a JSON-able list (`to_record`).
-
-    While closed, `stage`, `entered_at` and `amount` are the close's stage, time and amount
-    (a closed opportunity's amount does not change), which is what a re-open retracts.
-    """
-
-    kind: str
-    amount: Decimal
-    stage: str
-    entered_at: float
-    created_at: float  # creation, or first entry for one first seen through a stage change
-    close_date: str | None  # expected_close_date as an ISO date
-    reached: list[str]  # open stages it was ever in, in the order first reached
-    created: bool  # counted in revmon_pipeline_created
-    channel: str | None = None  # the channel label of its lead source (v2), if it has one
-    expires: bool = True  # False once an event held it in its stage (SPEC §2)
-
-    def to_record(self) -> list[Any]:
-        """The JSON-able record kept in `Records` (v1 records have the first eight)."""
-        return [
-            self.kind,
-            str(self.amount),
-            self.stage,
-            self.entered_at,
-            self.created_at,
-            self.close_date,
-            list(self.reached),
-            self.created,
-            self.channel,
-            self.expires,
-        ]
-
-    @classmethod
-    def from_record(cls, value: Any) -> Opportunity:
-        """The opportunity of a stored record."""
-        kind, amount, stage, entered_at, created_at, close_date, reached, created = value[:8]
-        channel, expires = (value[8], value[9]) if len(value) > 8 else (None, True)
-        return cls(
-            kind,
-            Decimal(amount),
-            stage,
-            entered_at,
-            created_at,
-            close_date,
-            list(reached),
-            created,
-            channel,
-            expires,
-        )
-
-    @property
-    def position(self) -> Position:
-        """Where it is, as the funnel sees it."""
-        return Position(self.stage, self.entered_at, self.expires)
 
 
 @dataclass(slots=True)
@@ -326,7 +269,7 @@ class PipelineBook:
             return
         end = deadline(self.spec, opp.position)
         if end is not None:
-            self._deadlines.add(key, end, _expiry_contribution(opp))
+            self._deadlines.add(key, end, expiry_contribution(opp))
 
     def rebuild(self) -> None:
         """Recompute the derived open totals from `records` (after `records.load()`)."""
@@ -420,21 +363,6 @@ class PipelineBook:
                 expired = gone.get(f"closing|{kind}|{day or ''}", 0)
                 amount = _MONEY.subtract(amount, expired)
         return float(amount)
-
-
-def _expiry_contribution(opp: Opportunity) -> dict[str, Decimal]:
-    """What an open opportunity's expiry takes from the open totals and adds to the losses."""
-    kind, stage, one = opp.kind, opp.stage, Decimal(1)
-    out = {
-        f"open|{kind}|{stage}": one,
-        f"amount|{kind}|{stage}": opp.amount,
-        f"closing|{kind}|{opp.close_date or ''}": opp.amount,
-        f"lost|{kind}": one,
-        f"amount|{kind}": opp.amount,
-    }
-    for reached in opp.reached:
-        out[f"reached|{kind}|{reached}"] = one
-    return out
 
 
 def _bump(index: dict[_K, _Total], key: _K, count: int, amount: Decimal) -> None:
