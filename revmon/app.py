@@ -202,6 +202,8 @@ def build(
         currency=settings.currency,
         lead_stages=lead.all_stages,
         opportunity_stages=opportunity.all_stages,
+        lead_open=lead.stages,
+        opportunity_open=opportunity.stages,
     )
     state_table = FaustStateTable(table)
     holder: dict[str, Any] = {}

@@ -108,7 +108,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from revmon.simulate import SimulationConfig, simulate, write_jsonl
 
     settings = _settings(args)
-    config = SimulationConfig.from_settings(settings, days=args.days, seed=args.seed)
+    config = SimulationConfig.from_settings(
+        settings, days=args.days, seed=args.seed, snapshot_load=not args.no_snapshots
+    )
     count = write_jsonl(simulate(config), args.out)
     print(f"wrote {count} events to {args.out}", file=sys.stderr)
     return EXIT_OK
@@ -202,6 +204,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=int, required=True)
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--out", type=Path, required=True)
+    sim.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="open the history with created leads and deals instead of snapshot loads",
+    )
     produce = add("produce", cmd_produce, "send a JSON-lines file to the input topics")
     produce.add_argument("file", type=Path)
     produce.add_argument("--batch", type=int, default=1, help="group N lines per message")

@@ -19,7 +19,7 @@ from revmon.events import (
     OpportunityCreated,
     OpportunityStageChanged,
 )
-from revmon.kpi import accounts, finance, forecast, funnel, marketing, pipeline
+from revmon.kpi import accounts, economics, finance, forecast, funnel, marketing, pipeline
 from revmon.kpi.accounts import AccountBook
 from revmon.kpi.customers import AccountFact, SubscriptionRouter
 from revmon.kpi.funnel import Effect, FunnelBook
@@ -189,6 +189,6 @@ class MetricEngine:
         if partials is None:
             partials = self.partials(now)
         out: list[Sample] = []
-        for module in (funnel, marketing, pipeline, forecast, finance, accounts):
+        for module in (funnel, marketing, pipeline, forecast, finance, accounts, economics):
             out.extend(module.samples(self._settings, partials, now))
         return out

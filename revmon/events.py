@@ -20,8 +20,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -78,7 +80,37 @@ class _Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LeadCreated(_Event):
+class _Loadable(_Event):
+    """A `*.created` event, which may load an existing entity as a snapshot (SPEC §1, v2).
+
+    `snapshot` must be a JSON boolean; `entered_at` must carry an offset and, for a
+    snapshot, must not be after `occurred_at`. Without `snapshot`, `entered_at` is ignored.
+    """
+
+    snapshot: StrictBool | None = None
+    entered_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _entered_before_occurred(self) -> _Loadable:
+        if self.snapshot and self.entered_at is not None and self.entered_at > self.occurred_at:
+            raise ValueError("entered_at is after occurred_at")
+        return self
+
+    @property
+    def is_snapshot(self) -> bool:
+        """True for a snapshot load: not an entry, a creation, a new name or pipeline created."""
+        return self.snapshot is True
+
+    @property
+    def since(self) -> float:
+        """When the entity entered its stage: `entered_at` for a snapshot, else `occurred_at`."""
+        if self.snapshot and self.entered_at is not None:
+            return self.entered_at.timestamp()
+        return self.occurred_at.timestamp()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadCreated(_Loadable):
     """A new name enters the lead funnel at its first stage (or at `stage`)."""
 
     type: Literal["lead.created"]
@@ -100,16 +132,17 @@ class LeadStageChanged(_Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpportunityCreated(_Event):
-    """A new opportunity enters the pipeline."""
+class OpportunityCreated(_Loadable):
+    """A new opportunity enters the pipeline (an open deal may have no account yet)."""
 
     type: Literal["opportunity.created"]
     opportunity_id: Id
-    account_id: Id
     amount: Money
     kind: OpportunityKind
+    account_id: Id | None = None
     stage: Text | None = None
     expected_close_date: date | None = None
+    channel: Text | None = None  # the source of the lead it came from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,10 +333,17 @@ class Decoder:
         currency: str,
         lead_stages: Iterable[str],
         opportunity_stages: Iterable[str],
+        lead_open: Iterable[str] | None = None,
+        opportunity_open: Iterable[str] | None = None,
     ) -> None:
         self._currency = currency
         self._lead_stages = frozenset(lead_stages)
         self._opportunity_stages = frozenset(opportunity_stages)
+        # A snapshot loads an entity into an open stage only; unset: every stage is open.
+        self._lead_open = self._lead_stages if lead_open is None else frozenset(lead_open)
+        self._opportunity_open = (
+            self._opportunity_stages if opportunity_open is None else frozenset(opportunity_open)
+        )
 
     def decode(self, raw: bytes) -> list[Decoded]:
         """Every event of a message (one object or a batch) in order, or why it was rejected.
@@ -375,6 +415,11 @@ class Decoder:
             )
             if stage not in allowed:
                 detail = f"stage: {stage[:60]!r} is not a stage of its funnel"
+                return Rejection(Reason.INVALID_FIELD, detail, raw, index)
+        if isinstance(event, _Loadable) and event.is_snapshot and stage is not None:
+            lead = event.type.startswith("lead.")
+            if stage not in (self._lead_open if lead else self._opportunity_open):
+                detail = f"stage: a snapshot loads into an open stage, not {stage[:60]!r}"
                 return Rejection(Reason.INVALID_FIELD, detail, raw, index)
         return event
 

@@ -103,10 +103,11 @@ _FAMILIES: tuple[Family, ...] = (
     ),
     _f(
         "3.2",
-        "revmon_funnel_time_in_stage_seconds_sum",
-        "gauge",
+        "revmon_funnel_dwell_seconds",
+        "gaugehistogram",
         ("funnel", "stage", *_W),
-        "Sum of time in stage over exits in the window.",
+        "Time in stage of the exits (all outcomes) in the window, a gauge histogram; "
+        "mean = _gsum / _gcount.",
     ),
     # 3.3 marketing
     _f(
@@ -129,6 +130,29 @@ _FAMILIES: tuple[Family, ...] = (
         "gauge",
         ("channel", *_W),
         "Spend / new names in the window, in the reporting currency.",
+    ),
+    _f(
+        "3.3",
+        "revmon_channel_pipeline_created_amount",
+        "gauge",
+        ("channel", *_W),
+        "Amount at creation of opportunities created in the window, by the channel of "
+        "their lead source, in the reporting currency.",
+    ),
+    _f(
+        "3.3",
+        "revmon_channel_won_amount",
+        "gauge",
+        ("channel", *_W),
+        "Amount at close of opportunities won in the window, by the channel of their "
+        "lead source, in the reporting currency.",
+    ),
+    _f(
+        "3.3",
+        "revmon_channel_pipeline_to_spend_ratio",
+        "gauge",
+        ("channel", *_W),
+        "Channel pipeline created / the channel's spend in the window.",
     ),
     # 3.4 pipeline
     _f("3.4", "revmon_pipeline_open", "gauge", ("kind", "stage"), "Open opportunities."),
@@ -172,10 +196,11 @@ _FAMILIES: tuple[Family, ...] = (
     ),
     _f(
         "3.4",
-        "revmon_pipeline_cycle_seconds_sum",
-        "gauge",
+        "revmon_pipeline_cycle_seconds",
+        "gaugehistogram",
         ("kind", *_W),
-        "Sum of (won_at - created_at) over wins in the window.",
+        "Sales cycle (won_at - created_at) of the wins in the window, a gauge histogram; "
+        "mean = _gsum / _gcount.",
     ),
     _f(
         "3.4",
@@ -267,6 +292,28 @@ _FAMILIES: tuple[Family, ...] = (
         _W,
         "Net revenue retention over the window.",
     ),
+    _f(
+        "3.6",
+        "revmon_quick_ratio",
+        "gauge",
+        _W,
+        "MRR gained (new + expansion) / MRR lost (contraction + churn) in the window.",
+    ),
+    _f(
+        "3.6",
+        "revmon_cac_payback_months",
+        "gauge",
+        _W,
+        "Sales and marketing expense / MRR gained in the window: months of new MRR "
+        "that pay the spend back.",
+    ),
+    _f(
+        "3.6",
+        "revmon_magic_number",
+        "gauge",
+        _W,
+        "(MRR gained - MRR lost) x 12 / sales and marketing expense in the window.",
+    ),
     # 3.7 accounts
     _f("3.7", "revmon_accounts", "gauge", ("segment",), "Known accounts by segment."),
     _f(
@@ -285,10 +332,10 @@ _FAMILIES: tuple[Family, ...] = (
     ),
     _f(
         "3.7",
-        "revmon_sales_minutes",
+        "revmon_sales_activity_seconds",
         "gauge",
         ("segment", *_W),
-        "Sales activity minutes in the window by segment now.",
+        "Time spent in sales activities in the window (their minutes x 60), by segment now.",
     ),
     _f(
         "3.7",

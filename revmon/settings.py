@@ -172,6 +172,8 @@ class Funnel(_Frozen):
     converted: StageName
     dropped: tuple[StageName, ...] = ()
     sla: dict[str, PositiveDuration] = Field(default_factory=dict)
+    #: v2 (SPEC §2): seconds after which an entity untouched in an open stage is dropped.
+    expire: dict[str, PositiveDuration] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -193,6 +195,11 @@ class Funnel(_Frozen):
         unknown = sorted(set(self.sla) - set(self.stages))
         if unknown:
             raise ValueError(f"sla names stages that are not open stages: {', '.join(unknown)}")
+        unknown = sorted(set(self.expire) - set(self.stages))
+        if unknown:
+            raise ValueError(f"expire names stages that are not open stages: {', '.join(unknown)}")
+        if self.expire and not self.dropped:
+            raise ValueError("expire needs a dropped stage to send expired entities to")
         return self
 
     @property

@@ -11,7 +11,8 @@ engine holds tens of thousands), and the walk is a few microseconds per account.
 
 Partials (keys `metric|label|...`, each the exported series itself): the §3.6 ones of
 `kpi.customers`, and `revmon_accounts|<segment>`, `revmon_segment_revenue_amount|<segment>`,
-`revmon_sales_activities|<segment>|<kind>|<window>`, `revmon_sales_minutes|<segment>|<window>`,
+`revmon_sales_activities|<segment>|<kind>|<window>`,
+`revmon_sales_activity_seconds|<segment>|<window>`,
 `revmon_accounts_undercovered|<segment>`.
 """
 
@@ -46,7 +47,7 @@ MICROS = 1_000_000
 ACCOUNTS = "revmon_accounts"  # |segment
 SEGMENT_REVENUE = "revmon_segment_revenue_amount"  # |segment
 ACTIVITIES = "revmon_sales_activities"  # |segment|kind|window
-MINUTES = "revmon_sales_minutes"  # |segment|window
+SECONDS = "revmon_sales_activity_seconds"  # |segment|window (v1: minutes)
 UNDERCOVERED = "revmon_accounts_undercovered"  # |segment
 
 # An account record: [subscriptions, revenue, activities, old_touch], each list flat and
@@ -245,7 +246,7 @@ class _SegmentTally:
             out[component(SEGMENT_REVENUE, name)] = self.revenue[s] / MICROS
             out[component(UNDERCOVERED, name)] = float(self.undercovered[s])
             for w, window in enumerate(self.windows):
-                out[component(MINUTES, name, window.label)] = self.minutes[s][w]
+                out[component(SECONDS, name, window.label)] = self.minutes[s][w] * 60
                 for k, kind in enumerate(ACTIVITY_KINDS):
                     key = component(ACTIVITIES, name, kind, window.label)
                     out[key] = float(self.activities[s][k][w])
@@ -289,7 +290,7 @@ def samples(settings: Settings, partials: Mapping[str, float], now: float) -> li
         for w in windows
     )
     out.extend(
-        Sample(MINUTES, (("segment", s), ("window", w)), get(MINUTES, s, w))
+        Sample(SECONDS, (("segment", s), ("window", w)), get(SECONDS, s, w))
         for s in names
         for w in windows
     )

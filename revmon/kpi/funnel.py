@@ -1,144 +1,83 @@
-"""Funnels (SPEC §1 rules, §2, §3.1, §3.2): stage moves, the funnel book and its series.
+"""Funnels (SPEC §1 rules, §2, §3.1, §3.2): the funnel book and its series.
 
-`create()` and `move()` are pure: given an entity's current position and an event, they
-say whether the event is late, ignored, a creation, an entry, an exit (with its outcome
-and time in stage), a close or a re-open. `FunnelBook` applies those answers to the
-state of both funnels for one input partition, and `samples()` turns the summed
-partials of every partition into the exported series.
+`FunnelBook` applies the pure answers of `revmon.kpi.stages` (`create()`, `move()`,
+`touch()`, re-exported here) to the state of both funnels for one input partition, and
+`samples()` turns the summed partials of every partition into the exported series.
+
+Expiry in event time: an entity whose stage has `expire` and that nothing held (an event
+about it dated in `(e, e + expire]`) has left the stage at `e + expire`. That exit is
+written into the state only when the next event about the entity, dated after the
+deadline, arrives (`Move.expired`); until then `partials(now)` counts it from the
+stored entry time whenever `e + expire <= now`. So the numbers are a function of the
+events and `now` alone, never of when someone looked.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import NamedTuple
 
 from revmon.events import (
     Event,
     LeadCreated,
     LeadStageChanged,
+    OpportunityAmountChanged,
     OpportunityCreated,
     OpportunityStageChanged,
 )
-from revmon.kpi.inventory import OpenStage, inventory_partials, inventory_samples
+from revmon.kpi.inventory import (
+    AGE_BUCKETS,
+    OpenStage,
+    inventory_partials,
+    inventory_samples,
+    le_label,
+)
 from revmon.kpi.ledger import Point, Records, Sample, Value, Windows, component
-from revmon.settings import Settings, Window
+from revmon.kpi.stages import (
+    Effect,
+    Exit,
+    Expiry,
+    FunnelSpec,
+    Move,
+    Outcome,
+    Position,
+    create,
+    deadline,
+    due,
+    is_late,
+    move,
+    touch,
+)
+from revmon.settings import Funnel, Settings, Window
 
-
-class Outcome(StrEnum):
-    """How an entity left an open stage."""
-
-    ADVANCED = "advanced"
-    DROPPED = "dropped"
-    REGRESSED = "regressed"
-
-
-class Effect(StrEnum):
-    """What an event did to its entity."""
-
-    CREATED = "created"  # a new entity by its *.created event
-    ENTERED = "entered"  # a new entity first seen through a stage_changed
-    MOVED = "moved"  # an existing entity changed stage
-    REOPENED = "reopened"  # a closed opportunity moved back to an open stage
-    LATE = "late"  # older than the entity's current stage entry: changes nothing
-    IGNORED = "ignored"  # a repeat creation, a move to the same stage, a closed entity
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelSpec:
-    """A funnel's ordered open stages and its terminal stages."""
-
-    name: str
-    stages: tuple[str, ...]
-    converted: str
-    dropped: tuple[str, ...]
-    can_reopen: bool = False
-
-    @property
-    def all_stages(self) -> tuple[str, ...]:
-        """Open stages in order, then converted, then dropped."""
-        return (*self.stages, self.converted, *self.dropped)
-
-    def is_open(self, stage: str) -> bool:
-        """True for an open (non-terminal) stage."""
-        return stage in self.stages
-
-    def outcome(self, source: str, target: str) -> Outcome:
-        """The outcome of leaving open stage `source` for `target`."""
-        if target in self.dropped:
-            return Outcome.DROPPED
-        if target == self.converted:
-            return Outcome.ADVANCED
-        if self.stages.index(target) > self.stages.index(source):
-            return Outcome.ADVANCED
-        return Outcome.REGRESSED
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where an entity is: its stage and when it entered it (unix seconds)."""
-
-    stage: str
-    entered_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """An exit from an open stage."""
-
-    stage: str
-    outcome: Outcome
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """The answer of `move()`: the effect, and the entry, exit and new position if any."""
-
-    effect: Effect
-    position: Position | None = None
-    entry: str | None = None
-    exit: Exit | None = None
-
-    @property
-    def changed(self) -> bool:
-        """True when the entity's position changed."""
-        return self.position is not None
-
-
-_LATE = Move(Effect.LATE)
-_IGNORED = Move(Effect.IGNORED)
-
-
-def create(spec: FunnelSpec, current: Position | None, stage: str | None, at: float) -> Move:
-    """A `*.created` event: enters the first stage (or `stage`); a repeat changes nothing."""
-    if current is not None:
-        return _IGNORED
-    target = stage if stage is not None else spec.stages[0]
-    return Move(Effect.CREATED, Position(target, at), entry=target)
-
-
-def move(spec: FunnelSpec, current: Position | None, stage: str, at: float) -> Move:
-    """A `*.stage_changed` event to `stage` at event time `at` (SPEC §1, in its order)."""
-    if current is None:
-        return Move(Effect.ENTERED, Position(stage, at), entry=stage)
-    if at < current.entered_at:
-        return _LATE
-    if stage == current.stage:
-        return _IGNORED
-    if not spec.is_open(current.stage):
-        if spec.can_reopen and spec.is_open(stage):
-            return Move(Effect.REOPENED, Position(stage, at), entry=stage)
-        return _IGNORED
-    exit_ = Exit(current.stage, spec.outcome(current.stage, stage), at - current.entered_at)
-    return Move(Effect.MOVED, Position(stage, at), entry=stage, exit=exit_)
-
-
-def is_late(current: Position | None, at: float) -> bool:
-    """True for an event about an existing entity older than its current stage entry."""
-    return current is not None and at < current.entered_at
-
+# The stage moves are re-exported: callers read a funnel's rules and its book from here.
+__all__ = [
+    "DWELL",
+    "ENTRIES",
+    "EXITS",
+    "LEAD",
+    "OPPORTUNITY",
+    "Changes",
+    "Effect",
+    "Exit",
+    "Expiry",
+    "FunnelBook",
+    "FunnelSpec",
+    "Move",
+    "Outcome",
+    "Position",
+    "bucket_of",
+    "create",
+    "deadline",
+    "due",
+    "funnel_specs",
+    "is_late",
+    "move",
+    "samples",
+    "spec_of",
+    "touch",
+]
 
 LEAD = "lead"
 OPPORTUNITY = "opportunity"
@@ -147,12 +86,24 @@ OPPORTUNITY = "opportunity"
 # The inventory's (open, age buckets, age sum, stale) are in `revmon.kpi.inventory`.
 ENTRIES = "revmon_funnel_entries"  # funnel, stage, window
 EXITS = "revmon_funnel_exits"  # funnel, stage, outcome, window
-TIME_IN_STAGE = "revmon_funnel_time_in_stage_seconds_sum"  # funnel, stage, window
+DWELL_BUCKET = "revmon_funnel_dwell_seconds_bucket"  # funnel, stage, window, le (cumulative)
+DWELL_SUM = "revmon_funnel_dwell_seconds_gsum"  # funnel, stage, window
+DWELL = "revmon_funnel_dwell_seconds"  # the family; `_gcount` is Σ exits, `+Inf` too
+FINITE_BUCKETS = AGE_BUCKETS[:-1]
 
 # Series of `Windows` (journaled, so renaming one loses history): `component(name, ...)`.
 _ENTRIES = "entries"  # funnel, stage
 _EXITS = "exits"  # funnel, stage, outcome
-_TIME_IN_STAGE = "time_in_stage"  # funnel, stage
+_TIME_IN_STAGE = "time_in_stage"  # funnel, stage: Σ seconds (v1 name, kept for the journal)
+_DWELL = "dwell"  # funnel, stage, le: exits whose time in stage falls in that bucket only
+
+
+def bucket_of(seconds: float) -> str:
+    """The `le` label of the smallest age bucket holding `seconds` (SPEC §3.1 bounds)."""
+    for bound in AGE_BUCKETS:
+        if seconds <= bound:
+            return le_label(bound)
+    return le_label(math.inf)  # pragma: no cover - the last bound is +Inf
 
 
 class Changes(NamedTuple):
@@ -162,29 +113,35 @@ class Changes(NamedTuple):
     points: list[Point]
 
 
+def spec_of(name: str, funnel: Funnel, *, can_reopen: bool = False) -> FunnelSpec:
+    """The `FunnelSpec` of a configured funnel."""
+    return FunnelSpec(
+        name,
+        funnel.stages,
+        funnel.converted,
+        funnel.dropped,
+        can_reopen,
+        tuple(funnel.expire.items()),
+    )
+
+
 def funnel_specs(settings: Settings) -> tuple[FunnelSpec, FunnelSpec]:
     """The configured lead and opportunity funnels; only an opportunity can re-open."""
-    lead, opportunity = settings.funnels.lead, settings.funnels.opportunity
     return (
-        FunnelSpec(LEAD, lead.stages, lead.converted, lead.dropped),
-        FunnelSpec(
-            OPPORTUNITY,
-            opportunity.stages,
-            opportunity.converted,
-            opportunity.dropped,
-            can_reopen=True,
-        ),
+        spec_of(LEAD, settings.funnels.lead),
+        spec_of(OPPORTUNITY, settings.funnels.opportunity, can_reopen=True),
     )
 
 
 class FunnelBook:
     """Both funnels of one input partition: positions in `Records`, flows in `Windows`.
 
-    `records[funnel]` maps an entity id to `[stage, entered_at]` (ids are per funnel: a
-    lead and an opportunity may share one). `windows` holds entries, exits and time in
-    stage by event time. The open-stage indexes behind the inventory metrics are derived:
-    `load()` keeps them in step, `rebuild()` re-derives them after the containers were
-    loaded directly (as the state journal does through `ledgers()`).
+    `records[funnel]` maps an entity id to `[stage, entered_at]`, or `[stage, entered_at,
+    0]` once an event held it in a stage that expires (ids are per funnel: a lead and an
+    opportunity may share one). `windows` holds entries, exits and time in stage by event
+    time. The open-stage indexes behind the inventory metrics are derived: `load()` keeps
+    them in step, `rebuild()` re-derives them after the containers were loaded directly
+    (as the state journal does through `ledgers()`).
 
     Args:
         specs: the funnels, named `lead` and `opportunity`.
@@ -211,39 +168,53 @@ class FunnelBook:
         self._stages = {
             name: {stage: stage for stage in spec.all_stages} for name, spec in self.specs.items()
         }
+        # Per funnel and open stage: entities that can expire, and those that cannot.
         self._open: dict[str, dict[str, OpenStage]] = {}
+        self._held: dict[str, dict[str, OpenStage]] = {}
         self.rebuild()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FunnelBook:
-        """The book of the configured funnels, SLAs and windows."""
+        """The book of the configured funnels, SLAs, expiries and windows."""
         sla = {LEAD: settings.funnels.lead.sla, OPPORTUNITY: settings.funnels.opportunity.sla}
         return cls(funnel_specs(settings), sla=sla, windows=settings.window_list)
 
     def position(self, funnel: str, entity: str) -> Position | None:
         """Where entity `entity` of `funnel` is, or None when it is unknown."""
         value = self.records[funnel].get(entity)
-        return None if value is None else Position(value[0], float(value[1]))
+        if value is None:
+            return None
+        return Position(value[0], float(value[1]), len(value) < 3 or bool(value[2]))
 
     def apply(self, event: Event) -> Move | None:
-        """Apply a creation or stage change (None for any other event type).
+        """Apply a creation, stage change or amount change (None for any other event type).
 
-        A late or ignored move changes nothing, but is returned so that the caller can
-        count `Effect.LATE` and tell a new lead (`Effect.CREATED`) from a repeat.
+        A late or ignored move changes nothing (but an expiry it finds due, or a hold), and
+        is returned so that the caller can count `Effect.LATE` and tell a new lead
+        (`Effect.CREATED`) from a repeat or a snapshot.
         """
-        if isinstance(event, LeadCreated):
-            return self._create(LEAD, event.lead_id, event.stage, event.at)
-        if isinstance(event, OpportunityCreated):
-            return self._create(OPPORTUNITY, event.opportunity_id, event.stage, event.at)
+        if isinstance(event, LeadCreated | OpportunityCreated):
+            funnel = LEAD if isinstance(event, LeadCreated) else OPPORTUNITY
+            entity = event.lead_id if isinstance(event, LeadCreated) else event.opportunity_id
+            current = self.position(funnel, entity)
+            answer = create(
+                self.specs[funnel],
+                current,
+                event.stage,
+                event.at,
+                snapshot=event.is_snapshot,
+                since=event.since,
+            )
+            return self._commit(funnel, entity, current, answer)
         if isinstance(event, LeadStageChanged):
             return self._move(LEAD, event.lead_id, event.stage, event.at)
         if isinstance(event, OpportunityStageChanged):
             return self._move(OPPORTUNITY, event.opportunity_id, event.stage, event.at)
+        if isinstance(event, OpportunityAmountChanged):
+            current = self.position(OPPORTUNITY, event.opportunity_id)
+            answer = touch(self.specs[OPPORTUNITY], current, event.at)
+            return self._commit(OPPORTUNITY, event.opportunity_id, current, answer)
         return None
-
-    def _create(self, funnel: str, entity: str, stage: str | None, at: float) -> Move:
-        current = self.position(funnel, entity)
-        return self._commit(funnel, entity, current, create(self.specs[funnel], current, stage, at))
 
     def _move(self, funnel: str, entity: str, stage: str, at: float) -> Move:
         current = self.position(funnel, entity)
@@ -256,23 +227,41 @@ class FunnelBook:
         stage = self._stages[funnel].get(new.stage, new.stage)
         at = new.entered_at
         self._unindex(funnel, current)
-        self.records[funnel].put(entity, [stage, at])
-        self._index(funnel, Position(stage, at))
+        self.records[funnel].put(entity, [stage, at] if new.expires else [stage, at, 0])
+        self._index(funnel, Position(stage, at, new.expires))
+        gone = result.expired
+        if gone is not None:
+            self._exit(funnel, Exit(gone.stage, Outcome.DROPPED, gone.seconds), gone.at)
+            self.windows.add(component(_ENTRIES, funnel, gone.to), gone.at)
         if result.entry is not None:
             self.windows.add(component(_ENTRIES, funnel, stage), at)
         if result.exit is not None:
-            left = result.exit
-            self.windows.add(component(_EXITS, funnel, left.stage, left.outcome), at)
-            self.windows.add(component(_TIME_IN_STAGE, funnel, left.stage), at, left.seconds)
+            self._exit(funnel, result.exit, at)
         return result
 
+    def _exit(self, funnel: str, left: Exit, at: float) -> None:
+        self.windows.add(component(_EXITS, funnel, left.stage, left.outcome), at)
+        self.windows.add(component(_TIME_IN_STAGE, funnel, left.stage), at, left.seconds)
+        self.windows.add(component(_DWELL, funnel, left.stage, bucket_of(left.seconds)), at)
+
+    def _set(self, funnel: str, position: Position) -> OpenStage | None:
+        """The open-stage set an entity at `position` is counted in, or None (closed)."""
+        stages = self._open[funnel]
+        if position.stage not in stages:
+            return None
+        if position.expires and stages[position.stage].expire is not None:
+            return stages[position.stage]
+        return self._held[funnel][position.stage]
+
     def _index(self, funnel: str, position: Position | None) -> None:
-        if position is not None and position.stage in self._open[funnel]:
-            self._open[funnel][position.stage].add(position.entered_at)
+        found = None if position is None else self._set(funnel, position)
+        if position is not None and found is not None:
+            found.add(position.entered_at)
 
     def _unindex(self, funnel: str, position: Position | None) -> None:
-        if position is not None and position.stage in self._open[funnel]:
-            self._open[funnel][position.stage].remove(position.entered_at)
+        found = None if position is None else self._set(funnel, position)
+        if position is not None and found is not None:
+            found.remove(position.entered_at)
 
     def partials(self, now: float) -> dict[str, float]:
         """Every summable component at `now` (see the component names above); no ratios."""
@@ -280,7 +269,8 @@ class FunnelBook:
         for funnel, spec in self.specs.items():
             for stage in spec.stages:
                 sla = self._sla[funnel].get(stage)
-                out.update(inventory_partials(funnel, stage, self._open[funnel][stage], sla, now))
+                sets = (self._open[funnel][stage], self._held[funnel][stage])
+                out.update(inventory_partials(funnel, stage, sets, sla, now))
             for window in self._window_list:
                 self._flows(out, spec, window, now)
         return out
@@ -288,15 +278,36 @@ class FunnelBook:
     def _flows(self, out: dict[str, float], spec: FunnelSpec, window: Window, now: float) -> None:
         funnel, label, seconds = spec.name, window.label, window.seconds
         total = self.windows.sum
+        # Expiries not yet written into the state, dated inside the window (SPEC §2).
+        expired = {
+            stage: self._open[funnel][stage].expired_between(now - seconds, now)
+            for stage in spec.stages
+        }
         for stage in spec.all_stages:
             entries = total(component(_ENTRIES, funnel, stage), now, seconds)
+            if spec.dropped and stage == spec.dropped[0]:
+                entries += sum(expired.values())
             out[component(ENTRIES, funnel, stage, label)] = entries
         for stage in spec.stages:
             for outcome in Outcome:
                 exits = total(component(_EXITS, funnel, stage, outcome), now, seconds)
+                if outcome is Outcome.DROPPED:
+                    exits += expired[stage]
                 out[component(EXITS, funnel, stage, outcome, label)] = exits
             spent = total(component(_TIME_IN_STAGE, funnel, stage), now, seconds)
-            out[component(TIME_IN_STAGE, funnel, stage, label)] = spent
+            limit = spec.expiry(stage)
+            virtual = None
+            if limit is not None and expired[stage]:
+                spent += expired[stage] * limit  # each expired exactly `limit` after entering
+                virtual = bucket_of(limit)
+            out[component(DWELL_SUM, funnel, stage, label)] = spent
+            cumulative = 0.0
+            for bound in FINITE_BUCKETS:
+                le = le_label(bound)
+                cumulative += total(component(_DWELL, funnel, stage, le), now, seconds)
+                if le == virtual:
+                    cumulative += expired[stage]
+                out[component(DWELL_BUCKET, funnel, stage, label, le)] = cumulative
 
     def ledgers(self) -> dict[str, Records | Windows]:
         """The containers to journal, by a stable name (call `rebuild()` after loading them)."""
@@ -325,6 +336,7 @@ class FunnelBook:
         for funnel, spec in self.specs.items():
             stages = self._stages[funnel]
             times: dict[str, list[float]] = {stage: [] for stage in spec.stages}
+            held: dict[str, list[float]] = {stage: [] for stage in spec.stages}
             for _, value in self.records[funnel].items():
                 stage = stages.get(value[0])
                 if stage is None:
@@ -332,8 +344,12 @@ class FunnelBook:
                 if isinstance(value, list) and value[0] is not stage:
                     value[0] = stage  # same text, one shared object: ~50 B less per entity
                 if stage in times:
-                    times[stage].append(float(value[1]))
-            self._open[funnel] = {stage: OpenStage(at) for stage, at in times.items()}
+                    expires = (len(value) < 3 or value[2]) and spec.expiry(stage) is not None
+                    (times if expires else held)[stage].append(float(value[1]))
+            self._open[funnel] = {
+                stage: OpenStage(at, spec.expiry(stage)) for stage, at in times.items()
+            }
+            self._held[funnel] = {stage: OpenStage(at) for stage, at in held.items()}
 
     def expire(self, now: float) -> None:
         """Forget flows that no window can see any more."""
@@ -357,6 +373,7 @@ def samples(settings: Settings, partials: Mapping[str, float], now: float) -> li
 
 def _flow_samples(spec: FunnelSpec, window: str, partials: Mapping[str, float]) -> list[Sample]:
     out: list[Sample] = []
+    dwell: list[Sample] = []
     funnel = spec.name
     for stage in spec.all_stages:
         labels = (("funnel", funnel), ("stage", stage), ("window", window))
@@ -373,6 +390,13 @@ def _flow_samples(spec: FunnelSpec, window: str, partials: Mapping[str, float]) 
         if judged > 0:
             ratio = exits[Outcome.ADVANCED] / judged
             out.append(Sample("revmon_funnel_conversion_ratio", labels, ratio))
-        spent = partials.get(component(TIME_IN_STAGE, funnel, stage, window), 0.0)
-        out.append(Sample("revmon_funnel_time_in_stage_seconds_sum", labels, spent))
-    return out
+        count = math.fsum(exits.values())
+        for bound in FINITE_BUCKETS:
+            le = le_label(bound)
+            value = partials.get(component(DWELL_BUCKET, funnel, stage, window, le), 0.0)
+            dwell.append(Sample(f"{DWELL}_bucket", (*labels, ("le", le)), value))
+        dwell.append(Sample(f"{DWELL}_bucket", (*labels, ("le", "+Inf")), count))
+        dwell.append(Sample(f"{DWELL}_gcount", labels, count))
+        spent = partials.get(component(DWELL_SUM, funnel, stage, window), 0.0)
+        dwell.append(Sample(f"{DWELL}_gsum", labels, spent))
+    return [*out, *dwell]

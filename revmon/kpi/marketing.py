@@ -1,4 +1,9 @@
-"""Marketing (SPEC §3.3): new names and spend by channel, and cost per name."""
+"""Marketing (SPEC §3.3): new names and spend by channel, cost per name, channel attribution.
+
+Channel attribution (v2) joins two books: the pipeline book (`kpi/pipeline.py`) sums the
+pipeline created and won of opportunities that carry a `channel`; this book sums the
+spend. `samples()` divides the summed pipeline created by the summed spend.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ OTHER = "other"
 # Components of `partials()`: `component(name, channel, window)`.
 NEW_NAMES = "revmon_marketing_new_names"
 SPEND = "revmon_marketing_spend_amount"
+
+# Components written by the pipeline book: `component(name, channel, window)`.
+CHANNEL_CREATED = "revmon_channel_pipeline_created_amount"
+CHANNEL_WON = "revmon_channel_won_amount"
 
 # Series of `Windows` (journaled, so renaming one loses history): `component(name, channel)`.
 _NEW_NAMES = "new_names"
@@ -106,6 +115,7 @@ def samples(settings: Settings, partials: Mapping[str, float], now: float) -> li
     name only where there are new names. `now` is unused: the partials were taken at it.
     """
     out: list[Sample] = []
+    attribution: list[Sample] = []
     for window in settings.window_list:
         for channel in settings.marketing.labels:
             labels = (("channel", channel), ("window", window.label))
@@ -115,4 +125,15 @@ def samples(settings: Settings, partials: Mapping[str, float], now: float) -> li
             out.append(Sample("revmon_marketing_spend_amount", labels, spend))
             if names > 0:
                 out.append(Sample("revmon_marketing_cost_per_name_amount", labels, spend / names))
-    return out
+            created = partials.get(component(CHANNEL_CREATED, channel, window.label), 0.0)
+            won = partials.get(component(CHANNEL_WON, channel, window.label), 0.0)
+            attribution.append(Sample(CHANNEL_CREATED, labels, created))
+            attribution.append(Sample(CHANNEL_WON, labels, won))
+            if round(spend, MONEY_DIGITS) > 0:
+                ratio = created / spend
+                attribution.append(Sample("revmon_channel_pipeline_to_spend_ratio", labels, ratio))
+    return [*out, *attribution]
+
+
+# A sum of money is compared at micro-unit precision (as `kpi/finance.py` does).
+MONEY_DIGITS = 6

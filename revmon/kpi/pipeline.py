@@ -11,6 +11,14 @@ An opportunity's close is counted once, at its latest close: re-opening retracts
 earlier close's points (negative points at the earlier close time), so a lost deal that
 is re-opened and won is one win, and a re-opened deal that is still open is no close.
 
+Expiry (SPEC §2, v2): an open opportunity that can expire is also in `Deadlines`, with
+what it would take out of the open totals and add to the losses when its deadline
+passes; `partials(now)` applies that for every deadline at or before `now` until the
+next event about the opportunity writes the loss into the state (`Move.expired`).
+Snapshots (v2) are open opportunities that were not created: no pipeline created, and
+their cycle starts at `entered_at`. An opportunity's `channel` (v2) attributes its
+creation and its win to a lead source (SPEC §3.3).
+
 Open totals per (kind, stage) and per (kind, expected close date) are derived indexes,
 kept incrementally in exact decimals and rebuilt from the records by `rebuild()`.
 """
@@ -21,7 +29,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from typing import Any, TypeAlias, TypeVar, get_args
+from typing import TypeAlias, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
 from revmon.events import (
@@ -30,8 +38,24 @@ from revmon.events import (
     OpportunityKind,
     OpportunityStageChanged,
 )
-from revmon.kpi.funnel import Effect, FunnelSpec, Move, Position, create, move
+from revmon.kpi.expiry import Deadlines
+from revmon.kpi.funnel import (
+    FINITE_BUCKETS,
+    Effect,
+    FunnelSpec,
+    Move,
+    Position,
+    bucket_of,
+    create,
+    deadline,
+    move,
+    spec_of,
+    touch,
+)
+from revmon.kpi.inventory import le_label
 from revmon.kpi.ledger import Records, Sample, Windows, component
+from revmon.kpi.marketing import CHANNEL_CREATED, CHANNEL_WON, channel_label
+from revmon.kpi.opportunities import Opportunity, expiry_contribution
 from revmon.kpi.periods import Period, current_targets
 from revmon.settings import Settings, Window
 
@@ -53,7 +77,12 @@ WON = "pipeline_won"
 WON_AMOUNT = "pipeline_won_amount"
 LOST = "pipeline_lost"
 LOST_AMOUNT = "pipeline_lost_amount"
-CYCLE = "pipeline_cycle_seconds_sum"
+CYCLE = "pipeline_cycle_seconds_sum"  # Σ cycles: `revmon_pipeline_cycle_seconds_gsum`
+CYCLE_BUCKET = "pipeline_cycle_seconds_bucket"  # |kind|window|le, cumulative
+CYCLE_FAMILY = "revmon_pipeline_cycle_seconds"  # a gauge histogram (v2)
+_CYCLE_BUCKET = "cycle_bucket"  # series |kind|le: wins whose cycle falls in that bucket only
+_CHANNEL_CREATED = "channel_created"  # series |channel
+_CHANNEL_WON = "channel_won"  # series |channel
 PACE_AMOUNT = "pipeline_pace_created_amount"  # |kind|30d and |kind|90d
 PERIOD_WON = "pipeline_period_won_amount"  # |period|kind
 COVERAGE_OPEN = "pipeline_coverage_open_amount"  # |period|kind
@@ -68,45 +97,6 @@ _MONEY = Context(prec=80)
 
 
 @dataclass(slots=True)
-class Opportunity:
-    """What the book knows of one opportunity; stored as a JSON-able list (`to_record`).
-
-    While closed, `stage`, `entered_at` and `amount` are the close's stage, time and amount
-    (a closed opportunity's amount does not change), which is what a re-open retracts.
-    """
-
-    kind: str
-    amount: Decimal
-    stage: str
-    entered_at: float
-    created_at: float  # creation, or first entry for one first seen through a stage change
-    close_date: str | None  # expected_close_date as an ISO date
-    reached: list[str]  # open stages it was ever in, in the order first reached
-    created: bool  # counted in revmon_pipeline_created
-
-    def to_record(self) -> list[Any]:
-        """The JSON-able record kept in `Records`."""
-        return [
-            self.kind,
-            str(self.amount),
-            self.stage,
-            self.entered_at,
-            self.created_at,
-            self.close_date,
-            list(self.reached),
-            self.created,
-        ]
-
-    @classmethod
-    def from_record(cls, value: Any) -> Opportunity:
-        """The opportunity of a stored record."""
-        kind, amount, stage, entered_at, created_at, close_date, reached, created = value
-        return cls(
-            kind, Decimal(amount), stage, entered_at, created_at, close_date, list(reached), created
-        )
-
-
-@dataclass(slots=True)
 class _Total:
     """Count and exact amount of the open opportunities under one index key."""
 
@@ -116,34 +106,37 @@ class _Total:
 
 def opportunity_spec(settings: Settings) -> FunnelSpec:
     """The opportunity funnel of `settings`; a closed opportunity may be re-opened."""
-    funnel = settings.funnels.opportunity
-    return FunnelSpec("opportunity", funnel.stages, funnel.converted, funnel.dropped, True)
+    return spec_of("opportunity", settings.funnels.opportunity, can_reopen=True)
 
 
-def opportunity_move(
-    spec: FunnelSpec, current: Position | None, event: OpportunityEvent
-) -> Move | None:
-    """The funnel's answer for an opportunity event (None for `amount_changed`)."""
+def opportunity_move(spec: FunnelSpec, current: Position | None, event: OpportunityEvent) -> Move:
+    """The funnel's answer for an opportunity event (what `FunnelBook.apply` returns)."""
     if isinstance(event, OpportunityCreated):
-        return create(spec, current, event.stage, event.at)
+        return create(
+            spec, current, event.stage, event.at, snapshot=event.is_snapshot, since=event.since
+        )
     if isinstance(event, OpportunityStageChanged):
         return move(spec, current, event.stage, event.at)
-    return None
+    return touch(spec, current, event.at)
 
 
 @dataclass(slots=True)
 class PipelineBook:
-    """The pipeline state of one input partition (SPEC §3.4, §3.8)."""
+    """The pipeline state of one input partition (SPEC §3.4, §3.8, and §3.3 attribution)."""
 
     settings: Settings
     spec: FunnelSpec
     records: Records
     windows: Windows
-    # Derived from `records`: open opportunities by (kind, stage) and (kind, close date).
+    # Derived from `records`: open opportunities by (kind, stage) and (kind, close date),
+    # and the pending expiries of those that can expire.
     _open: dict[tuple[str, str], _Total] = field(init=False, default_factory=dict)
     _closing: dict[tuple[str, str | None], _Total] = field(init=False, default_factory=dict)
+    _deadlines: Deadlines = field(init=False, default_factory=Deadlines)
+    _channels: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
+        self._channels = frozenset(self.settings.marketing.labels)
         self.rebuild()
 
     @classmethod
@@ -158,32 +151,54 @@ class PipelineBook:
         value = self.records.get(opportunity_id)
         if value is None:
             return None
-        return Position(value[2], value[3])  # stage and entered_at (see `to_record`)
+        return Opportunity.from_record(value).position
 
     def apply(self, event: OpportunityEvent, move: Move | None) -> bool:
-        """Apply one opportunity event, given the funnel's `move` for it (None for amount_changed).
+        """Apply one opportunity event, given the funnel's `move` for it.
 
         Returns:
             True when the event was late (SPEC §1): it changed nothing.
         """
-        if isinstance(event, OpportunityAmountChanged):
-            return self._revalue(event)
-        if move is None or move.position is None:
-            return move is not None and move.effect is Effect.LATE
+        if move is None:
+            move = opportunity_move(self.spec, self.position(event.opportunity_id), event)
+        if move.effect is Effect.LATE:
+            return True
         key = event.opportunity_id
         value = self.records.get(key)
         if value is None:
-            opp = self._new(event, move.position)
-        else:
-            opp = Opportunity.from_record(value)
+            if move.position is not None and not isinstance(event, OpportunityAmountChanged):
+                self._enter(key, self._new(event, move.position))
+            return False
+        opp = Opportunity.from_record(value)
+        if move.position is None and not isinstance(event, OpportunityAmountChanged):
+            return False  # a repeat creation, a same-stage move, a closed deal: nothing
+        was_open = self.spec.is_open(opp.stage)
+        if not was_open and move.position is None:
+            return False  # re-values open opportunities only
+        if was_open:
+            self._index(key, opp, -1)
+        if move.expired is not None:
+            # SPEC §2: lost at its deadline, at its amount, before the event applies.
+            opp.stage, opp.entered_at = move.expired.to, move.expired.at
+            self._close(opp, +1.0)
+        if isinstance(event, OpportunityAmountChanged):
             if self.spec.is_open(opp.stage):
-                self._index(opp, -1)
-            elif move.effect is Effect.REOPENED:
+                opp.amount = event.amount  # re-values open opportunities only
+        elif move.effect in (Effect.MOVED, Effect.REOPENED):
+            if move.effect is Effect.REOPENED:
                 self._close(opp, -1.0)
-            if isinstance(event, OpportunityStageChanged) and event.amount is not None:
+            if event.amount is not None:
                 opp.amount = event.amount
+        if move.position is not None:
             opp.stage, opp.entered_at = move.position.stage, move.position.entered_at
-        self._enter(key, opp)
+            opp.expires = move.position.expires
+        if self.spec.is_open(opp.stage):
+            if opp.stage not in opp.reached:
+                opp.reached.append(opp.stage)
+            self._index(key, opp, +1)
+        elif move.effect is Effect.MOVED:
+            self._close(opp, +1.0)
+        self.records.put(key, opp.to_record())
         return False
 
     def _new(
@@ -198,37 +213,34 @@ class PipelineBook:
         close_date = (
             None if event.expected_close_date is None else event.expected_close_date.isoformat()
         )
+        channel = None if event.channel is None else channel_label(event.channel, self._channels)
+        created = not event.is_snapshot  # a snapshot is not pipeline created (v2)
         opp = Opportunity(
-            event.kind, event.amount, at.stage, at.entered_at, event.at, close_date, [], True
+            event.kind,
+            event.amount,
+            at.stage,
+            at.entered_at,
+            at.entered_at,
+            close_date,
+            [],
+            created,
+            channel,
         )
-        self.windows.add(component(CREATED, opp.kind), event.at)
-        self.windows.add(component(CREATED_AMOUNT, opp.kind), event.at, float(opp.amount))
+        if created:
+            self.windows.add(component(CREATED, opp.kind), event.at)
+            self.windows.add(component(CREATED_AMOUNT, opp.kind), event.at, float(opp.amount))
+            if channel is not None:
+                self.windows.add(component(_CHANNEL_CREATED, channel), event.at, float(opp.amount))
         return opp
 
     def _enter(self, key: str, opp: Opportunity) -> None:
-        """Count the opportunity in its (new) stage and store it."""
+        """Count a new opportunity in its stage and store it."""
         if self.spec.is_open(opp.stage):
-            if opp.stage not in opp.reached:
-                opp.reached.append(opp.stage)
-            self._index(opp, +1)
+            opp.reached.append(opp.stage)
+            self._index(key, opp, +1)
         else:
             self._close(opp, +1.0)
         self.records.put(key, opp.to_record())
-
-    def _revalue(self, event: OpportunityAmountChanged) -> bool:
-        value = self.records.get(event.opportunity_id)
-        if value is None:
-            return False  # only a stage change creates an unknown opportunity
-        opp = Opportunity.from_record(value)
-        if event.at < opp.entered_at:
-            return True
-        if not self.spec.is_open(opp.stage):
-            return False  # re-values open opportunities only
-        self._index(opp, -1)
-        opp.amount = event.amount
-        self._index(opp, +1)
-        self.records.put(event.opportunity_id, opp.to_record())
-        return False
 
     def _close(self, opp: Opportunity, sign: float) -> None:
         """Add (sign +1) or retract (sign -1) the points of the opportunity's close."""
@@ -237,52 +249,96 @@ class PipelineBook:
         add(component(WON if won else LOST, kind), at, sign)
         add(component(WON_AMOUNT if won else LOST_AMOUNT, kind), at, sign * float(opp.amount))
         if won:
-            add(component(CYCLE, kind), at, sign * (at - opp.created_at))
+            cycle = at - opp.created_at
+            add(component(CYCLE, kind), at, sign * cycle)
+            add(component(_CYCLE_BUCKET, kind, bucket_of(cycle)), at, sign)
+            if opp.channel is not None:
+                add(component(_CHANNEL_WON, opp.channel), at, sign * float(opp.amount))
         for stage in opp.reached:
             add(component(STAGE_REACHED, kind, stage), at, sign)
             if won:
                 add(component(STAGE_REACHED_WON, kind, stage), at, sign)
 
-    def _index(self, opp: Opportunity, sign: int) -> None:
+    def _index(self, key: str, opp: Opportunity, sign: int) -> None:
         """Add (+1) or remove (-1) an open opportunity from the derived open totals."""
         amount = opp.amount if sign > 0 else opp.amount.copy_negate()
         _bump(self._open, (opp.kind, opp.stage), sign, amount)
         _bump(self._closing, (opp.kind, opp.close_date), sign, amount)
+        if sign < 0:
+            self._deadlines.remove(key)
+            return
+        end = deadline(self.spec, opp.position)
+        if end is not None:
+            self._deadlines.add(key, end, expiry_contribution(opp))
 
     def rebuild(self) -> None:
         """Recompute the derived open totals from `records` (after `records.load()`)."""
         self._open.clear()
         self._closing.clear()
-        for _, value in self.records.items():
+        self._deadlines = Deadlines()
+        for key, value in self.records.items():
             opp = Opportunity.from_record(value)
             if self.spec.is_open(opp.stage):
-                self._index(opp, +1)
+                self._index(key, opp, +1)
 
     def partials(self, now: float) -> dict[str, float]:
         """The summable components at `now` (keys: see the name constants of this module)."""
         out: dict[str, float] = {}
         windows = self.windows
+        gone = self._deadlines.through(now)  # expired by now, not yet written (SPEC §2)
+        lost = {w.label: self._deadlines.between(now, w.seconds) for w in self.settings.window_list}
+        recent = self._deadlines.between(now, FORECAST_HORIZON)
         for kind in KINDS:
             for stage in self.spec.stages:
                 total = self._open.get((kind, stage), _Total())
-                out[component(OPEN, kind, stage)] = float(total.count)
-                out[component(OPEN_AMOUNT, kind, stage)] = float(total.amount)
+                count = total.count - gone.get(f"open|{kind}|{stage}", 0)
+                amount = _MONEY.subtract(total.amount, gone.get(f"amount|{kind}|{stage}", 0))
+                out[component(OPEN, kind, stage)] = float(count)
+                out[component(OPEN_AMOUNT, kind, stage)] = float(amount)
                 for name in (STAGE_REACHED, STAGE_REACHED_WON):
                     series = component(name, kind, stage)
                     out[series] = windows.sum(series, now, FORECAST_HORIZON)
+                reached = recent.get(f"reached|{kind}|{stage}", 0)
+                out[component(STAGE_REACHED, kind, stage)] += float(reached)
             for window in self.settings.window_list:
                 for name in FLOWS:
                     out[component(name, kind, window.label)] = windows.sum(
                         component(name, kind), now, window.seconds
                     )
+                expired = lost[window.label]
+                out[component(LOST, kind, window.label)] += float(expired.get(f"lost|{kind}", 0))
+                lost_amount = float(expired.get(f"amount|{kind}", 0))
+                out[component(LOST_AMOUNT, kind, window.label)] += lost_amount
+                self._cycle_buckets(out, kind, window, now)
             for window in PACE_WINDOWS:
                 out[component(PACE_AMOUNT, kind, window.label)] = windows.sum(
                     component(CREATED_AMOUNT, kind), now, window.seconds
                 )
-        out.update(self._target_partials(now))
+        self._channel_partials(out, now)
+        out.update(self._target_partials(now, gone))
         return out
 
-    def _target_partials(self, now: float) -> Iterator[tuple[str, float]]:
+    def _cycle_buckets(self, out: dict[str, float], kind: str, window: Window, now: float) -> None:
+        cumulative = 0.0
+        for bound in FINITE_BUCKETS:
+            le = le_label(bound)
+            cumulative += self.windows.sum(component(_CYCLE_BUCKET, kind, le), now, window.seconds)
+            out[component(CYCLE_BUCKET, kind, window.label, le)] = cumulative
+
+    def _channel_partials(self, out: dict[str, float], now: float) -> None:
+        for window in self.settings.window_list:
+            for channel in self.settings.marketing.labels:
+                for name, series in (
+                    (CHANNEL_CREATED, _CHANNEL_CREATED),
+                    (CHANNEL_WON, _CHANNEL_WON),
+                ):
+                    out[component(name, channel, window.label)] = self.windows.sum(
+                        component(series, channel), now, window.seconds
+                    )
+
+    def _target_partials(
+        self, now: float, gone: Mapping[str, Decimal]
+    ) -> Iterator[tuple[str, float]]:
         zone = ZoneInfo(self.settings.timezone)
         for period, target in current_targets(self.settings.targets, now, zone):
             kinds = KINDS if target.kind == "all" else (target.kind,)
@@ -293,15 +349,19 @@ class PipelineBook:
             yield component(PERIOD_WON, period.label, target.kind), won
             yield (
                 component(COVERAGE_OPEN, period.label, target.kind),
-                self._open_closing_in(period, kinds),
+                self._open_closing_in(period, kinds, gone),
             )
 
-    def _open_closing_in(self, period: Period, kinds: tuple[str, ...]) -> float:
+    def _open_closing_in(
+        self, period: Period, kinds: tuple[str, ...], gone: Mapping[str, Decimal]
+    ) -> float:
         """Open amount of `kinds` without an expected close date or with one inside `period`."""
         amount = Decimal(0)
         for (kind, day), total in self._closing.items():
             if kind in kinds and (day is None or period.has_day(day)):
                 amount = _MONEY.add(amount, total.amount)
+                expired = gone.get(f"closing|{kind}|{day or ''}", 0)
+                amount = _MONEY.subtract(amount, expired)
         return float(amount)
 
 
@@ -356,8 +416,16 @@ def samples(settings: Settings, partials: Mapping[str, float], now: float) -> li
             labels = (("kind", kind), ("window", window.label))
             flow = {name: get(name, kind, window.label) for name in FLOWS}
             for name, value in flow.items():
-                out.add(f"revmon_{name}", labels, value)
+                if name != CYCLE:
+                    out.add(f"revmon_{name}", labels, value)
             won, lost, cycle = flow[WON], flow[LOST], flow[CYCLE]
+            for bound in FINITE_BUCKETS:
+                le = le_label(bound)
+                bucket = get(CYCLE_BUCKET, kind, window.label, le)
+                out.add(f"{CYCLE_FAMILY}_bucket", (*labels, ("le", le)), bucket)
+            out.add(f"{CYCLE_FAMILY}_bucket", (*labels, ("le", "+Inf")), won)
+            out.add(f"{CYCLE_FAMILY}_gcount", labels, won)
+            out.add(f"{CYCLE_FAMILY}_gsum", labels, cycle)
             if won + lost > 0:
                 out.add("revmon_pipeline_win_ratio", labels, won / (won + lost))
             if won > 0 and cycle > 0:

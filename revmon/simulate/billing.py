@@ -32,6 +32,7 @@ def open_book(world: World) -> None:
         world.at(world.start + world.rng.randrange(6 * HOUR), _opening_customer)
     for _ in range(opening // 3):
         world.at(world.start + world.rng.randrange(8 * HOUR), _opening_deal)
+
     if opening:
         world.at(world.start + world.rng.randrange(6 * HOUR), _opening_notice)
 
@@ -65,7 +66,20 @@ def _opening_deal(world: World) -> None:
     account = accounts.new_account(world)
     stage = world.rng.randrange(len(world.config.opportunity_stages))
     amount = accounts.deal_size(world, account)
-    sales.open_opportunity(world, account, "new_business", amount, new_business_closed, stage=stage)
+    channels = world.config.channels
+    channel = world.pick(channels) if channels and world.chance(0.6) else None
+    # A CRM connected today: its open deals load as snapshots, in stage for weeks already.
+    since = world.now - world.rng.randrange(60 * DAY) if world.config.snapshot_load else None
+    sales.open_opportunity(
+        world,
+        account,
+        "new_business",
+        amount,
+        new_business_closed,
+        stage=stage,
+        channel=channel,
+        since=since,
+    )
 
 
 def new_business_closed(world: World, opportunity: Opportunity, won: bool) -> None:

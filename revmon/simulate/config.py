@@ -54,6 +54,9 @@ class SimulationConfig:
     neglected_accounts: float = 0.15  # share of accounts sales rarely touches
     spend_per_lead: float = 150.0  # campaign spend per new name, all channels together
     expense_scale: float = 1.0  # multiplies the monthly `expense.recorded` amounts
+    # v2: the opening book arrives as a CRM connection does, as snapshot loads (open
+    # leads and deals with `snapshot: true` and `entered_at`), not as new creations.
+    snapshot_load: bool = True
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.start.utcoffset() is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from revmon.simulate import billing, marketing
+from revmon.simulate import billing, leads, marketing
 from revmon.simulate.config import SimulationConfig
 from revmon.simulate.world import World
 
@@ -21,6 +21,7 @@ def simulate(config: SimulationConfig) -> Iterator[dict[str, Any]]:
     world = World(config)
     marketing.start(world)
     billing.open_book(world)
+    leads.open_book(world)
     yield from world.run()
 
 

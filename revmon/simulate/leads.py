@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from revmon.simulate import accounts, billing, sales
 from revmon.simulate.model import Lead
-from revmon.simulate.world import World, nth
+from revmon.simulate.world import DAY, World, nth
 
 _SOURCE = "hubspot"
 _SKIP = 0.08
@@ -25,7 +25,7 @@ _SDR_TOUCH = 0.4  # chance of a call or email on a move forward
 def create(world: World, channel: str | None, campaign_id: str | None) -> None:
     """A new name arrives from a channel (and maybe a campaign)."""
     stages = world.config.lead_stages
-    lead = Lead(world.new_id("lead"), accounts.for_lead(world))
+    lead = Lead(world.new_id("lead"), accounts.for_lead(world), channel=channel)
     named = None
     if len(stages) > 1 and world.chance(_LATE_ENTRY):
         lead.stage = 1
@@ -38,6 +38,36 @@ def create(world: World, channel: str | None, campaign_id: str | None) -> None:
         channel=channel,
         campaign_id=campaign_id,
         stage=named,
+    )
+    _schedule(world, lead)
+
+
+def open_book(world: World) -> None:
+    """The open leads already in the CRM at the start, loaded as snapshots on the first morning."""
+    if world.config.snapshot_load:
+        for _ in range(world.config.opening // 2):
+            world.at(world.start + world.rng.randrange(8 * 3600), load)
+
+
+def load(world: World) -> None:
+    """An open lead of the opening book, loaded as a snapshot (SPEC §1, v2).
+
+    It sits in a random open stage since up to 40 days before the load, then moves on.
+    """
+    stages = world.config.lead_stages
+    channel = world.pick(world.config.channels) if world.config.channels else None
+    lead = Lead(world.new_id("lead"), accounts.for_lead(world), channel=channel)
+    lead.stage = world.rng.randrange(len(stages))
+    since = world.now - world.rng.randrange(40 * DAY)
+    world.emit(
+        "lead.created",
+        _SOURCE,
+        lead_id=lead.id,
+        account_id=_account_id(world, lead),
+        channel=channel,
+        stage=stages[lead.stage],
+        snapshot=True,
+        entered_at=world.stamp(since),
     )
     _schedule(world, lead)
 
@@ -96,4 +126,11 @@ def _move(world: World, lead: Lead, stage: int) -> None:
 def _convert(world: World, lead: Lead) -> None:
     _emit_stage(world, lead, world.config.lead_converted)
     amount = accounts.deal_size(world, lead.account)
-    sales.open_opportunity(world, lead.account, "new_business", amount, billing.new_business_closed)
+    sales.open_opportunity(
+        world,
+        lead.account,
+        "new_business",
+        amount,
+        billing.new_business_closed,
+        channel=lead.channel,
+    )

@@ -48,6 +48,7 @@ class Lead:
     stage: int = 0
     regressed: bool = False
     stalled: bool = False
+    channel: str | None = None  # the lead source, copied onto its deal at conversion
 
 
 OnClose: TypeAlias = "Callable[[World, Opportunity, bool], None]"

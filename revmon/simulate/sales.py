@@ -25,6 +25,7 @@ _REVALUE = 0.15  # chance per stage of an `opportunity.amount_changed` while in 
 _AMOUNT_ON_MOVE = 0.25  # chance that a forward move carries a new amount
 _STAGE_ON_CREATE = 0.2  # chance that a creation names its first stage explicitly
 _CLOSE_DATE = 0.7  # share of deals with an expected close date
+_NO_ACCOUNT = 0.2  # new-business deals exported before an account was attached (v2)
 
 
 def open_opportunity(
@@ -36,23 +37,33 @@ def open_opportunity(
     *,
     stage: int = 0,
     subscription: Subscription | None = None,
+    channel: str | None = None,
+    since: int | None = None,
 ) -> Opportunity:
-    """Create a deal at open stage position `stage` and start moving it."""
+    """Create a deal at open stage position `stage` and start moving it.
+
+    `channel` is its lead source (v2); with `since`, the deal is loaded as a snapshot
+    that has been in its stage since then (v2).
+    """
     stages = world.config.opportunity_stages
     stage = min(stage, len(stages) - 1)
     opportunity = Opportunity(
         world.new_id("opp"), account, kind, amount, stage, stage, on_close, subscription
     )
     named = stage > 0 or world.chance(_STAGE_ON_CREATE)
+    no_account = kind == "new_business" and world.chance(_NO_ACCOUNT)
     world.emit(
         "opportunity.created",
         _SOURCE,
         opportunity_id=opportunity.id,
-        account_id=account.id,
+        account_id=None if no_account else account.id,
         amount=money(amount),
         kind=kind,
         stage=stages[stage] if named else None,
         expected_close_date=_close_date(world, opportunity) if world.chance(_CLOSE_DATE) else None,
+        channel=channel,
+        snapshot=None if since is None else True,
+        entered_at=None if since is None else world.stamp(since),
     )
     _schedule(world, opportunity)
     accounts.start_deal_touches(world, opportunity)

@@ -24,6 +24,11 @@ the reading documented in the revmon.kpi docstrings:
   accounts of started subscriptions; `email` is not a touch, undercovered is age >
   cadence, and a never-touched account is undercovered only in a segment with a
   cadence (kpi/accounts.py); events dated after now have not happened yet.
+- §2 expiry (v2): the events "about" an entity are its stage changes and amount
+  changes; one that moves nothing and is dated inside `(e, e + expire]` holds the entity
+  in its stage for good (until it moves). Expiries still due at the end are applied at
+  now, the newest event, as if an event had arrived. `entered_at` of a snapshot must
+  not be after `occurred_at`; without `snapshot` it is not checked.
 
 Duplicates are judged with one memory of event ids in file order; revmon keeps one per
 input partition, which agrees as long as every repeat is a copy of a line of the same
@@ -72,9 +77,12 @@ REASONS = (
 # SPEC §1, field by field: `name` required, `name?` optional (absent or null),
 # `name=default` optional but not null.
 SCHEMAS = {
-    "lead.created": "lead_id account_id? channel? campaign_id? stage?",
+    "lead.created": "lead_id account_id? channel? campaign_id? stage? snapshot? entered_at?",
     "lead.stage_changed": "lead_id stage account_id?",
-    "opportunity.created": "opportunity_id account_id amount kind stage? expected_close_date?",
+    "opportunity.created": (
+        "opportunity_id account_id? amount kind stage? expected_close_date? channel? snapshot?"
+        " entered_at?"
+    ),
     "opportunity.stage_changed": "opportunity_id stage amount?",
     "opportunity.amount_changed": "opportunity_id amount",
     "activity.logged": "account_id kind opportunity_id? minutes?",
@@ -159,6 +167,13 @@ def timestamp(value: Any) -> float:
     return parsed.timestamp()
 
 
+def boolean(value: Any) -> bool:
+    """A JSON true or false."""
+    if not isinstance(value, bool):
+        raise InvalidFieldError("not a boolean")
+    return value
+
+
 RULES: dict[str, Callable[[Any], Any]] = {
     "event_id": text,
     "occurred_at": timestamp,
@@ -169,6 +184,8 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "minutes": minutes,
     "expected_close_date": calendar_date,
     "category": partial(one_of, CATEGORIES),
+    "entered_at": timestamp,
+    "snapshot": lambda v: boolean(v),
 }
 
 
@@ -231,6 +248,11 @@ def judge(data: Any, settings: Settings) -> Event | str:
         return "currency_mismatch"
     if "stage" in fields and fields["stage"] not in every_stage(funnel_of(kind, settings)):
         return "invalid_field"
+    if fields.get("snapshot"):
+        if "stage" in fields and fields["stage"] not in funnel_of(kind, settings).stages:
+            return "invalid_field"  # a snapshot loads into an open stage
+        if fields.get("entered_at", fields["occurred_at"]) > fields["occurred_at"]:
+            return "invalid_field"
     return Event(kind, fields["occurred_at"], fields)
 
 
@@ -255,6 +277,8 @@ class Entity:
     created_at: float = 0.0
     close_date: date | None = None
     reached: set[str] = field(default_factory=set)
+    channel: str | None = None  # an opportunity's lead source, as a label
+    held: bool = False  # an event inside the expiry period held it in its stage
 
 
 def _facts() -> defaultdict[Any, list[Any]]:
@@ -283,6 +307,7 @@ class Batch:
     new_names: defaultdict[str, list[float]] = field(default_factory=_facts)
     spend: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
     created: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
+    channel_created: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
     revenue: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
     expense: defaultdict[str, list[tuple[float, Decimal]]] = field(default_factory=_facts)
     # §3.6/§3.7: subscription events in file order, known accounts, per-account facts.
@@ -359,7 +384,7 @@ class Batch:
         return name if name in self.settings.marketing.channels else "other"
 
     def apply_entity(self, event: Event) -> None:
-        """A lead or opportunity event, by the rules of SPEC §1 in their order."""
+        """A lead or opportunity event, by the rules of SPEC §1 and §2 in their order."""
         funnel_name, action = event.type.split(".")
         funnel = funnel_of(event.type, self.settings)
         entity_id = event[f"{funnel_name}_id"]
@@ -367,14 +392,7 @@ class Batch:
         stage, at = event["stage"], event.at
         if action == "created":
             if entity is None:
-                entity = Entity(stage or funnel.stages[0], at, created_at=at)
-                if funnel_name == "lead":
-                    self.new_names[self.channel(event["channel"])].append(at)
-                else:
-                    entity.kind, entity.amount = event["kind"], event["amount"]
-                    entity.close_date = event["expected_close_date"]
-                    self.created[entity.kind].append((at, entity.amount))
-                self.enter(funnel_name, entity_id, entity, entity.stage, at)
+                self.create(funnel_name, funnel, entity_id, event)
             return
         if entity is None:
             if action == "stage_changed":  # creates it there, not as a creation
@@ -384,6 +402,11 @@ class Batch:
         if at < entity.entered:
             self.late += 1
             return
+        deadline = self.deadline(funnel, entity)
+        if deadline is not None and at > deadline:
+            self.expire(funnel_name, funnel, entity_id, entity, deadline)
+        elif deadline is not None and at > entity.entered and stage in (None, entity.stage):
+            entity.held = True  # an event inside the period that moves nothing
         is_open = entity.stage in funnel.stages
         if action == "amount_changed":
             if is_open:
@@ -400,11 +423,66 @@ class Batch:
             self.exits[(funnel_name, entity.stage, outcome)].append((at, at - entity.entered))
         self.enter(funnel_name, entity_id, entity, stage, at)
 
+    def create(self, funnel_name: str, funnel: Funnel, entity_id: str, event: Event) -> None:
+        """A `*.created` of a new entity: a creation, or a snapshot load (SPEC §1, v2)."""
+        at, stage = event.at, event["stage"] or funnel.stages[0]
+        if event["snapshot"]:
+            since = event["entered_at"] if event["entered_at"] is not None else at
+            entity = Entity(stage, since, created_at=since)
+            if funnel_name == "opportunity":
+                entity.kind, entity.amount = event["kind"], event["amount"]
+                entity.close_date = event["expected_close_date"]
+                entity.channel = self.channel_of(event["channel"])
+            entity.reached.add(stage)
+            self.entities[funnel_name][entity_id] = entity
+            return
+        entity = Entity(stage, at, created_at=at)
+        if funnel_name == "lead":
+            self.new_names[self.channel(event["channel"])].append(at)
+        else:
+            entity.kind, entity.amount = event["kind"], event["amount"]
+            entity.close_date = event["expected_close_date"]
+            entity.channel = self.channel_of(event["channel"])
+            self.created[entity.kind].append((at, entity.amount))
+            if entity.channel is not None:
+                self.channel_created[entity.channel].append((at, entity.amount))
+        self.enter(funnel_name, entity_id, entity, entity.stage, at)
+
+    def channel_of(self, name: str | None) -> str | None:
+        """An opportunity's channel label, or None when it carries none."""
+        return None if name is None else self.channel(name)
+
+    @staticmethod
+    def deadline(funnel: Funnel, entity: Entity) -> float | None:
+        """When the entity expires from its open stage (SPEC §2), or None."""
+        seconds = funnel.expire.get(entity.stage)
+        if seconds is None or entity.held:
+            return None
+        return entity.entered + seconds
+
+    def expire(
+        self, funnel_name: str, funnel: Funnel, entity_id: str, entity: Entity, deadline: float
+    ) -> None:
+        """The entity leaves its stage at `deadline` for the first dropped stage."""
+        self.exits[(funnel_name, entity.stage, "dropped")].append(
+            (deadline, deadline - entity.entered)
+        )
+        self.enter(funnel_name, entity_id, entity, funnel.dropped[0], deadline)
+
+    def expire_due(self, now: float) -> None:
+        """Apply every expiry due at `now` that no event has applied yet."""
+        for funnel_name, entities in self.entities.items():
+            funnel = funnel_of(funnel_name, self.settings)
+            for entity_id, entity in entities.items():
+                deadline = self.deadline(funnel, entity)
+                if deadline is not None and deadline <= now:
+                    self.expire(funnel_name, funnel, entity_id, entity, deadline)
+
     def enter(
         self, funnel_name: str, entity_id: str, entity: Entity, stage: str, at: float
     ) -> None:
         """The entity enters `stage` at `at` (an entry of SPEC §3.2)."""
-        entity.stage, entity.entered = stage, at
+        entity.stage, entity.entered, entity.held = stage, at, False
         self.entities[funnel_name][entity_id] = entity
         self.entries[(funnel_name, stage)].append(at)
         if stage in funnel_of(funnel_name, self.settings).stages:
@@ -429,6 +507,7 @@ class Batch:
         out.add("revmon_events_duplicate_total", self.duplicates)
         out.add("revmon_events_late_total", self.late)
         if self.newest is not None:
+            self.expire_due(self.newest)
             view = View(self, self.newest)
             for part in (view.funnels, view.marketing, view.pipeline, view.targets, view.finance):
                 part(out)
@@ -459,6 +538,16 @@ class Close:
     amount: Decimal
     cycle: float
     reached: frozenset[str]
+    channel: str | None = None
+
+
+def histogram(out: Series, name: str, values: list[float], **labels: str) -> None:
+    """A gauge histogram of `values` with the age bounds: `_bucket{le}`, `_gcount`, `_gsum`."""
+    for bound in AGE_BOUNDS:
+        count = sum(1 for value in values if value <= bound)
+        out.add(f"{name}_bucket", count, le=floatToGoString(bound), **labels)
+    out.add(f"{name}_gcount", len(values), **labels)
+    out.add(f"{name}_gsum", math.fsum(values), **labels)
 
 
 def inside(at: float, now: float, seconds: float) -> bool:
@@ -487,6 +576,7 @@ class View:
                 o.amount,
                 o.entered - o.created_at,
                 frozenset(o.reached),
+                o.channel,
             )
             for o in batch.opportunities.values()
             if o.stage not in opportunity.stages
@@ -536,7 +626,7 @@ class View:
             if judged:
                 out.add("revmon_funnel_conversion_ratio", len(exits["advanced"]) / judged, **labels)
             spent = [s for outcome in OUTCOMES for s in exits[outcome]]
-            out.add("revmon_funnel_time_in_stage_seconds_sum", math.fsum(spent), **labels)
+            histogram(out, "revmon_funnel_dwell_seconds", spent, **labels)
 
     def marketing(self, out: Series) -> None:
         """§3.3: new names, spend and cost per name by channel and window."""
@@ -550,6 +640,19 @@ class View:
                 out.add("revmon_marketing_spend_amount", spend, **labels)
                 if names:
                     out.add("revmon_marketing_cost_per_name_amount", spend / names, **labels)
+                created = total(batch.channel_created[channel], now, seconds)
+                won = sum(
+                    (
+                        c.amount
+                        for c in self.closes
+                        if c.won and c.channel == channel and inside(c.at, now, seconds)
+                    ),
+                    Decimal(0),
+                )
+                out.add("revmon_channel_pipeline_created_amount", created, **labels)
+                out.add("revmon_channel_won_amount", won, **labels)
+                if spend > 0:
+                    out.add("revmon_channel_pipeline_to_spend_ratio", created / spend, **labels)
 
     def pipeline(self, out: Series) -> None:
         """§3.4 without targets: open, created, closed, ratios, velocity, pace."""
@@ -581,7 +684,7 @@ class View:
         out.add("revmon_pipeline_won_amount", won_amount, **labels)
         out.add("revmon_pipeline_lost", len(lost), **labels)
         out.add("revmon_pipeline_lost_amount", sum(c.amount for c in lost), **labels)
-        out.add("revmon_pipeline_cycle_seconds_sum", cycle, **labels)
+        histogram(out, "revmon_pipeline_cycle_seconds", [c.cycle for c in won], **labels)
         if mine:
             win_ratio = len(won) / len(mine)
             out.add("revmon_pipeline_win_ratio", win_ratio, **labels)
@@ -664,6 +767,24 @@ class View:
             start = facts.mrr - moved["new"] - kept
             if start.quantize(MONEY_PLACES) > 0:
                 out.add("revmon_net_revenue_retention_ratio", (start + kept) / start, window=label)
+            self.unit_economics(out, label, seconds, moved)
+
+    def unit_economics(
+        self, out: Series, label: str, seconds: float, moved: dict[str, Decimal]
+    ) -> None:
+        """§3.6 v2: quick ratio, CAC payback and magic number of one window."""
+        gained = moved["new"] + moved["expansion"]
+        lost = moved["contraction"] + moved["churn"]
+        spend = sum(
+            (total(self.batch.expense[c], self.now, seconds) for c in ("sales", "marketing")),
+            Decimal(0),
+        )
+        if lost > 0:
+            out.add("revmon_quick_ratio", gained / lost, window=label)
+        if gained > 0:
+            out.add("revmon_cac_payback_months", spend / gained, window=label)
+        if spend > 0:
+            out.add("revmon_magic_number", (gained - lost) * 12 / spend, window=label)
 
     def segments(self, out: Series) -> None:
         """§3.7: accounts, revenue, activities, minutes and undercovered, by segment now."""
@@ -694,8 +815,9 @@ class View:
             out.add("revmon_segment_revenue_amount", revenue[segment], segment=segment)
             out.add("revmon_accounts_undercovered", undercovered[segment], segment=segment)
             for label, _ in self.windows:
+                seconds_spent = spent[(segment, label)] * 60
                 out.add(
-                    "revmon_sales_minutes", spent[(segment, label)], segment=segment, window=label
+                    "revmon_sales_activity_seconds", seconds_spent, segment=segment, window=label
                 )
                 for kind in ACTIVITY_KINDS:
                     count = done[(segment, kind, label)]

@@ -91,6 +91,7 @@ def test_defaults_are_printed_as_yaml(tmp_path: Path) -> None:
         "proposal": 30 * 86400,
         "negotiation": 21 * 86400,
     }
+    assert (lead["expire"], opportunity["expire"]) == ({}, {})  # SPEC §2: off by default
     assert config["marketing"]["channels"] == [
         "paid_search",
         "paid_social",
@@ -221,6 +222,24 @@ def one_line_error(result: Result) -> str:
             "funnels: {lead: {sla: {mql: soon}}}\n", {}, "funnels.lead.sla.mql", id="yaml-duration"
         ),
         pytest.param("windows: [7d, 0d]\n", {}, "windows", id="zero-window"),
+        pytest.param(
+            "funnels: {lead: {expire: {disqualified: 30d}}}\n",
+            {},
+            "funnels.lead",
+            id="expire-of-a-closed-stage",
+        ),
+        pytest.param(
+            "funnels: {opportunity: {expire: {proposal: 0d}}}\n",
+            {},
+            "funnels.opportunity.expire.proposal",
+            id="expire-of-zero",
+        ),
+        pytest.param(
+            "funnels: {lead: {dropped: [], expire: {mql: 30d}}}\n",
+            {},
+            "funnels.lead",
+            id="expire-without-a-dropped-stage",
+        ),
         pytest.param("bogus_key: 1\n", {}, "bogus_key", id="unknown-key"),
         pytest.param("worker: {bogus: 1}\n", {}, "worker.bogus", id="unknown-nested-key"),
         pytest.param(
@@ -329,3 +348,16 @@ def test_alertmanager_url_without_scheme_does_not_leak_its_password(tmp_path: Pa
     result = check_config(tmp_path, REVMON_ALERTMANAGER_URL=f"bob:{SECRET}@127.0.0.1:9093")
 
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_check_config_shows_expire(tmp_path: Path) -> None:
+    """SPEC §2, v2: a configured expiry is validated and printed per funnel, in seconds."""
+    path = tmp_path / "expire.yaml"
+    path.write_text("funnels:\n  lead: {expire: {mql: 180d}}\n")
+
+    result = revmon("check-config", "--config", str(path))
+
+    assert result.code == 0, result.stderr
+    funnels = effective(result)["funnels"]
+    assert {k: seconds(v) for k, v in funnels["lead"]["expire"].items()} == {"mql": 180 * 86400}
+    assert funnels["opportunity"]["expire"] == {}

@@ -1,9 +1,11 @@
 """`revmon replay` against a plain batch computation (tests/e2e/batch.py) of the same file.
 
-A 400-day simulated history is spiked with duplicates, late events, edge-case entity
-sequences (entities, subscriptions and accounts) and bad lines; every series of SPEC
-§3.1–§3.8 and the §3.9 counters that the replay exports must equal what the batch
-computes from SPEC alone.
+A 400-day simulated history (its opening book loaded as snapshots, deals with lead
+sources and without accounts) is spiked with duplicates, late events, edge-case entity
+sequences (entities, subscriptions, accounts, v2 snapshots, channels and expiries) and
+bad lines, and replayed with funnel expiry configured; every series of SPEC §3.1–§3.8
+and the §3.9 counters that the replay exports must equal what the batch computes from
+SPEC alone.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DUPLICATES = 30
 # copying only events within 28 d of the newest in the file keeps every copy recognisable
 # whatever order the worker reads the topics in.
 COPY_WITHIN = 28 * DAY
-QUARTER_TARGET, MONTH_TARGET = 3_000_000, 500_000
+QUARTER_TARGET, MONTH_TARGET = 3_000_000, 2_000_000
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "funnel": (
@@ -43,12 +45,19 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "revmon_funnel_entries",
         "revmon_funnel_exits",
         "revmon_funnel_conversion_ratio",
-        "revmon_funnel_time_in_stage_seconds_sum",
+        "revmon_funnel_dwell_seconds_bucket",
+        "revmon_funnel_dwell_seconds_gcount",
+        "revmon_funnel_dwell_seconds_gsum",
     ),
     "marketing": (
         "revmon_marketing_new_names",
         "revmon_marketing_spend_amount",
         "revmon_marketing_cost_per_name_amount",
+    ),
+    "channels": (
+        "revmon_channel_pipeline_created_amount",
+        "revmon_channel_won_amount",
+        "revmon_channel_pipeline_to_spend_ratio",
     ),
     "pipeline": (
         "revmon_pipeline_open",
@@ -60,7 +69,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "revmon_pipeline_lost",
         "revmon_pipeline_lost_amount",
         "revmon_pipeline_win_ratio",
-        "revmon_pipeline_cycle_seconds_sum",
+        "revmon_pipeline_cycle_seconds_bucket",
+        "revmon_pipeline_cycle_seconds_gcount",
+        "revmon_pipeline_cycle_seconds_gsum",
         "revmon_pipeline_velocity_amount_per_day",
         "revmon_pipeline_creation_pace_ratio",
     ),
@@ -81,11 +92,12 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "revmon_mrr_movement_amount",
         "revmon_net_revenue_retention_ratio",
     ),
+    "economics": ("revmon_quick_ratio", "revmon_cac_payback_months", "revmon_magic_number"),
     "accounts": (
         "revmon_accounts",
         "revmon_segment_revenue_amount",
         "revmon_sales_activities",
-        "revmon_sales_minutes",
+        "revmon_sales_activity_seconds",
         "revmon_accounts_undercovered",
     ),
     "operations": (
@@ -104,11 +116,15 @@ COUNTS = frozenset(
         "revmon_funnel_stale",
         "revmon_funnel_entries",
         "revmon_funnel_exits",
+        "revmon_funnel_dwell_seconds_bucket",
+        "revmon_funnel_dwell_seconds_gcount",
         "revmon_marketing_new_names",
         "revmon_pipeline_open",
         "revmon_pipeline_created",
         "revmon_pipeline_won",
         "revmon_pipeline_lost",
+        "revmon_pipeline_cycle_seconds_bucket",
+        "revmon_pipeline_cycle_seconds_gcount",
         "revmon_customers",
         "revmon_customers_new",
         "revmon_customers_churned",
@@ -399,6 +415,7 @@ def edge_sequences(newest: float) -> list[bytes]:
             "at": newest - 30 * DAY,
         },
         *account_sequences(newest),
+        *v2_sequences(newest),
     ]
     out = []
     for n, row in enumerate(rows):
@@ -406,6 +423,135 @@ def edge_sequences(newest: float) -> list[bytes]:
         occurred_at = stamp(row["at"], row.get("offset", 0))
         out.append(line(event_id=f"xc-edge-{n}", occurred_at=occurred_at, **fields))
     return out
+
+
+def v2_sequences(newest: float) -> list[dict[str, Any]]:
+    """Snapshots, lead sources on deals, deals without accounts and expiries (SPEC v2).
+
+    The replay's config expires lead `mql` after 30 d and opportunity `discovery` after
+    45 d and `negotiation` after 30 d (`EXPIRE`).
+    """
+    h = 3600.0
+
+    def snap(at: float) -> dict[str, Any]:
+        return {"snapshot": True, "entered_at": stamp(at, 2)}
+
+    def deal(n: int, at: float, stage: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "type": "opportunity.created",
+            "opportunity_id": f"xc-v2-opp-{n}",
+            "amount": "1000",
+            "kind": "new_business",
+            "stage": stage,
+            "at": at,
+            **extra,
+        }
+
+    def to(n: int, at: float, stage: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "type": "opportunity.stage_changed",
+            "opportunity_id": f"xc-v2-opp-{n}",
+            "stage": stage,
+            "at": at,
+            **extra,
+        }
+
+    return [
+        # Snapshot leads: one in sql (no expiry), one in mql since 40 d (expired 10 d ago),
+        # and a snapshot of a lead that exists (nothing).
+        {
+            "type": "lead.created",
+            "lead_id": "xc-v2-lead-1",
+            "stage": "sql",
+            "channel": "email",
+            "at": newest - DAY,
+            **snap(newest - 20 * DAY),
+        },
+        {
+            "type": "lead.created",
+            "lead_id": "xc-v2-lead-2",
+            "stage": "mql",
+            "at": newest - DAY,
+            **snap(newest - 40 * DAY),
+        },
+        {"type": "lead.created", "lead_id": "xc-v2-lead-3", "at": newest - 3 * DAY},
+        {
+            "type": "lead.created",
+            "lead_id": "xc-v2-lead-3",
+            "stage": "sql",
+            "at": newest - DAY,
+            **snap(newest - 9 * DAY),
+        },
+        # A lead in mql held by an event inside its period; one moved exactly at its deadline;
+        # one moved a second after it (found dropped).
+        {
+            "type": "lead.created",
+            "lead_id": "xc-v2-lead-4",
+            "stage": "mql",
+            "at": newest - 60 * DAY,
+        },
+        {
+            "type": "lead.stage_changed",
+            "lead_id": "xc-v2-lead-4",
+            "stage": "mql",
+            "at": newest - 50 * DAY,
+        },
+        {
+            "type": "lead.created",
+            "lead_id": "xc-v2-lead-5",
+            "stage": "mql",
+            "at": newest - 35 * DAY,
+        },
+        {
+            "type": "lead.stage_changed",
+            "lead_id": "xc-v2-lead-5",
+            "stage": "sql",
+            "at": newest - 5 * DAY,
+        },
+        {
+            "type": "lead.created",
+            "lead_id": "xc-v2-lead-6",
+            "stage": "mql",
+            "at": newest - 35 * DAY,
+        },
+        {
+            "type": "lead.stage_changed",
+            "lead_id": "xc-v2-lead-6",
+            "stage": "sql",
+            "at": newest - 5 * DAY + 1,
+        },
+        # A snapshot deal without an account, from a channel, expiring in negotiation.
+        deal(1, newest - DAY, "negotiation", channel="webinar", **snap(newest - 50 * DAY)),
+        # A deal from paid search without an account, won; one from a channel off the list.
+        deal(2, newest - 3 * DAY, "qualification", channel="paid_search"),
+        to(2, newest - 3 * DAY + h, "won", amount="1100"),
+        deal(3, newest - 2 * DAY, "discovery", channel="tv", account_id="xc-acc"),
+        # Expired in negotiation, re-opened after its deadline, expiring again.
+        deal(4, newest - 80 * DAY, "negotiation", channel="email"),
+        to(4, newest - 40 * DAY, "negotiation"),
+        # Held by an amount change inside its period; won exactly at its deadline.
+        deal(5, newest - 70 * DAY, "negotiation"),
+        {
+            "type": "opportunity.amount_changed",
+            "opportunity_id": "xc-v2-opp-5",
+            "amount": "1234.5",
+            "at": newest - 60 * DAY,
+        },
+        deal(6, newest - 35 * DAY, "negotiation", channel="referral"),
+        to(6, newest - 5 * DAY, "won"),
+        # Expired in discovery: an amount change and a win after the deadline change nothing.
+        deal(7, newest - 60 * DAY, "discovery"),
+        {
+            "type": "opportunity.amount_changed",
+            "opportunity_id": "xc-v2-opp-7",
+            "amount": "5",
+            "at": newest - 10 * DAY,
+        },
+        to(7, newest - 9 * DAY, "won", amount="99"),
+        # A snapshot deal won later: not created, its cycle starts at entered_at.
+        deal(8, newest - 4 * DAY, "proposal", channel="events", **snap(newest - 12 * DAY)),
+        to(8, newest - 2 * DAY, "won"),
+    ]
 
 
 def account_sequences(newest: float) -> list[dict[str, Any]]:
@@ -534,6 +680,10 @@ def bad_lines(on_time: str) -> list[tuple[str, bytes]]:
             "stage": "won ",
         },
         {"type": "expense.recorded", "occurred_at": on_time, "category": "travel", "amount": 1},
+        {**lead, "snapshot": True, "stage": "disqualified"},  # a snapshot into a closed stage
+        {**lead, "snapshot": "yes"},
+        {**lead, "snapshot": True, "entered_at": "2099-01-01T00:00:00Z"},  # after occurred_at
+        {**lead, "snapshot": True, "entered_at": "2025-01-01T00:00:00"},  # no offset
         {
             "type": "activity.logged",
             "occurred_at": on_time,
@@ -635,14 +785,22 @@ class CrossCheck:
     got: dict[Key, float]
 
 
+EXPIRE = (
+    "funnels:\n"
+    "  lead: {expire: {mql: 30d}}\n"
+    "  opportunity: {expire: {discovery: 45d, negotiation: 30d}}\n"
+)
+
+
 def write_config(path: Path, now: float) -> Path:
-    """A config with a new-business target for now's quarter and an all-kinds one for its month."""
+    """A config with a new-business target for now's quarter and an all-kinds one for its
+    month, and funnel expiry (SPEC §2) on lead `mql` and two opportunity stages."""
     day = datetime.fromtimestamp(now, UTC)
     quarter, month = f"{day.year}-Q{(day.month - 1) // 3 + 1}", f"{day.year}-{day.month:02d}"
     path.write_text(
         "targets:\n"
         f"  - {{period: {quarter}, kind: new_business, amount: {QUARTER_TARGET}}}\n"
-        f"  - {{period: {month}, kind: all, amount: {MONTH_TARGET}}}\n"
+        f"  - {{period: {month}, kind: all, amount: {MONTH_TARGET}}}\n" + EXPIRE
     )
     return path
 
@@ -681,6 +839,32 @@ def crosscheck(workdir: Path, history: list[bytes]) -> CrossCheck:
     assert result.code == 0, result.stderr[-3000:]
     batch = compute(crafted.lines, load_settings(config))
     return CrossCheck(batch, crafted, batch.metrics(), samples(metrics.read_text()))
+
+
+def parsed(raw: bytes) -> Any:
+    """A line's JSON value, or None when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def test_the_history_holds_every_v2_input(crosscheck: CrossCheck) -> None:
+    """Snapshots, deals with lead sources and without accounts, and expiries are all there."""
+    events = [e for e in map(parsed, crosscheck.crafted.lines) if isinstance(e, dict)]
+    deals = [e for e in events if e.get("type") == "opportunity.created"]
+    expired = {
+        (dict(labels)["funnel"], dict(labels)["stage"])
+        for (name, labels), value in crosscheck.expected.items()
+        if name == "revmon_funnel_exits" and dict(labels)["outcome"] == "dropped" and value
+    }
+
+    assert sum(1 for e in events if e.get("snapshot") is True) > 50
+    assert sum(1 for e in deals if "channel" in e) > 50
+    assert sum(1 for e in deals if "account_id" not in e) > 50
+    assert {("lead", "mql"), ("opportunity", "discovery"), ("opportunity", "negotiation")} <= (
+        expired
+    )
 
 
 def test_the_batch_sees_every_injection(crosscheck: CrossCheck) -> None:
@@ -799,4 +983,63 @@ def test_a_cancel_tied_with_its_start_and_arriving_first_changes_nothing(workdir
 
     found = replay_against_batch(workdir, "tied-cancel", lines, "customers")
 
+    assert not found, "\n" + found
+
+
+def test_a_file_of_snapshots_only_exports_no_new_names_and_no_pipeline_created(
+    workdir: Path,
+) -> None:
+    """Every lead and deal arrives as a snapshot: no new name, no pipeline created, no entry."""
+    at = "2026-01-10T00:00:00Z"
+    lines = []
+    for n in range(40):
+        stage = ("name", "mql", "sql")[n % 3]
+        entered = f"2025-12-{n % 28 + 1:02d}T09:00:00+01:00"
+        lines.append(
+            line(
+                event_id=f"xc-snap-lead-{n}",
+                type="lead.created",
+                occurred_at=at,
+                lead_id=f"snap-lead-{n}",
+                channel="paid_search",
+                stage=stage,
+                snapshot=True,
+                entered_at=entered,
+            )
+        )
+        lines.append(
+            line(
+                event_id=f"xc-snap-opp-{n}",
+                type="opportunity.created",
+                occurred_at=at,
+                opportunity_id=f"snap-opp-{n}",
+                amount="1000",
+                kind="new_business",
+                stage="proposal",
+                channel="email",
+                snapshot=True,
+                entered_at=entered,
+            )
+        )
+    path, metrics = workdir / "snapshots.jsonl", workdir / "snapshots.prom"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    result = revmon("replay", str(path), "--metrics-out", str(metrics), cwd=workdir)
+
+    assert result.code == 0, result.stderr[-3000:]
+    got = samples(metrics.read_text())
+    zero = (
+        "revmon_marketing_new_names",
+        "revmon_pipeline_created",
+        "revmon_pipeline_created_amount",
+        "revmon_channel_pipeline_created_amount",
+        "revmon_funnel_entries",
+    )
+    nonzero = {(name, labels): v for (name, labels), v in got.items() if name in zero and v}
+    assert nonzero == {}
+    open_leads = sum(v for (name, _), v in got.items() if name == "revmon_funnel_open")
+    assert open_leads == 80
+    batch = compute(lines, load_settings(None))
+    groups = ("funnel", "marketing", "channels", "pipeline")
+    found = mismatches(batch.metrics(), got, tuple(n for g in groups for n in FAMILIES[g]))
     assert not found, "\n" + found

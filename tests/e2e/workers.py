@@ -34,13 +34,19 @@ PER_PROCESS = (
 
 
 def write_config(tmp: Path, servers: str, tag: str, app_id: str, store: str = "memory") -> Path:
-    """A config on the session broker with this test's topics and group."""
+    """A config on the session broker with this test's topics and group, expiry configured."""
     config = {
         "broker": f"kafka://{servers}",
         "clock": "event",
         "partitions": 2,
         "topics": {name: f"k{tag}.{name}" for name in ("crm", "marketing", "billing")}
         | {"dead_letter": f"k{tag}.dlq", "metrics": f"k{tag}.metrics", "alerts": f"k{tag}.alerts"},
+        # SPEC §2 expiry in every stage a simulated entity can stall in for long: the
+        # numbers must not depend on partitioning, restarts or scrape timing with it.
+        "funnels": {
+            "lead": {"expire": {"name": "20d", "mql": "15d", "sql": "20d"}},
+            "opportunity": {"expire": {"qualification": "30d", "negotiation": "25d"}},
+        },
         "worker": {
             "app_id": app_id,
             "store": store,

@@ -21,6 +21,8 @@ from revmon.events import (
     Decoded,
     Decoder,
     InvoicePaid,
+    LeadCreated,
+    OpportunityCreated,
     Reason,
     Rejection,
     entity_key,
@@ -47,6 +49,8 @@ def decoder() -> Decoder:
         currency=config.currency,
         lead_stages=config.funnels.lead.all_stages,
         opportunity_stages=config.funnels.opportunity.all_stages,
+        lead_open=config.funnels.lead.stages,
+        opportunity_open=config.funnels.opportunity.stages,
     )
 
 
@@ -90,7 +94,11 @@ MINIMAL: dict[str, dict[str, Any]] = {
 OPTIONAL: dict[str, dict[str, Any]] = {
     "lead.created": {"account_id": "a1", "channel": "webinar", "campaign_id": "c1", "stage": "mql"},
     "lead.stage_changed": {"account_id": "a1"},
-    "opportunity.created": {"stage": "proposal", "expected_close_date": "2026-03-31"},
+    "opportunity.created": {
+        "stage": "proposal",
+        "expected_close_date": "2026-03-31",
+        "channel": "webinar",
+    },
     "opportunity.stage_changed": {"amount": "1500.25"},
     "opportunity.amount_changed": {},
     "activity.logged": {"opportunity_id": "o1", "minutes": 30},
@@ -911,15 +919,16 @@ BODIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         st.fixed_dictionaries(
             {
                 "opportunity_id": ids,
-                "account_id": ids,
                 "amount": money,
                 "kind": st.sampled_from(["new_business", "expansion", "renewal"]),
             }
         ),
         _optional(
+            account_id=ids,
             stage=st.sampled_from(OPPORTUNITY_STAGES),
             expected_close_date=st.dates().map(date.isoformat),
             currency=st.just("USD"),
+            channel=st.text(min_size=1, max_size=200),
         ),
     ).map(lambda p: p[0] | p[1]),
     "opportunity.stage_changed": st.tuples(
@@ -1031,3 +1040,108 @@ def test_valid_batches_keep_order_around_a_bad_element(
         if isinstance(item, Rejection):
             assert item.reason is Reason.UNKNOWN_TYPE
             assert item.index == batch.index({"type": "nope"})
+
+
+# -- snapshot loads (SPEC §1, v2) ------------------------------------------------------
+
+BEFORE = "2025-11-01T08:00:00+02:00"
+
+
+@pytest.mark.parametrize(
+    ("type_", "fields", "reason"),
+    [
+        pytest.param(
+            "lead.created", {"snapshot": True, "entered_at": BEFORE}, None, id="lead-snapshot"
+        ),
+        pytest.param(
+            "opportunity.created",
+            {"snapshot": True, "entered_at": BEFORE, "stage": "negotiation"},
+            None,
+            id="opportunity-snapshot-in-an-open-stage",
+        ),
+        pytest.param(
+            "lead.created", {"snapshot": True, "entered_at": AT}, None, id="entered-at-occurred-at"
+        ),
+        pytest.param("lead.created", {"snapshot": False}, None, id="snapshot-false"),
+        pytest.param(
+            "lead.created",
+            {"entered_at": "2027-01-01T00:00:00Z"},
+            None,
+            id="entered-at-without-snapshot-is-ignored",
+        ),
+        pytest.param(
+            "lead.created",
+            {"snapshot": True, "stage": "opportunity"},
+            Reason.INVALID_FIELD,
+            id="snapshot-into-the-converted-stage",
+        ),
+        pytest.param(
+            "opportunity.created",
+            {"snapshot": True, "stage": "lost"},
+            Reason.INVALID_FIELD,
+            id="snapshot-into-a-dropped-stage",
+        ),
+        pytest.param(
+            "lead.created", {"snapshot": "true"}, Reason.INVALID_FIELD, id="snapshot-a-string"
+        ),
+        pytest.param("lead.created", {"snapshot": 1}, Reason.INVALID_FIELD, id="snapshot-a-number"),
+        pytest.param(
+            "lead.created",
+            {"snapshot": True, "entered_at": "2026-01-05T10:00:01Z"},
+            Reason.INVALID_FIELD,
+            id="entered-at-after-occurred-at",
+        ),
+        pytest.param(
+            "lead.created",
+            {"snapshot": True, "entered_at": "2025-11-01T08:00:00"},
+            Reason.INVALID_FIELD,
+            id="entered-at-without-offset",
+        ),
+    ],
+)
+def test_snapshot_fields(
+    decoder: Decoder, type_: str, fields: dict[str, Any], reason: Reason | None
+) -> None:
+    """`snapshot` is a boolean, `entered_at` an offset timestamp not after `occurred_at`."""
+    result = one(decoder, raw(ev(type_, **MINIMAL[type_], **fields)))
+
+    if reason is None:
+        assert not isinstance(result, Rejection), result
+    else:
+        assert isinstance(result, Rejection)
+        assert result.reason is reason
+
+
+def test_opportunity_without_account_is_accepted(decoder: Decoder) -> None:
+    """SPEC v2: `account_id` is optional on `opportunity.created`."""
+    body = {k: v for k, v in MINIMAL["opportunity.created"].items() if k != "account_id"}
+    result = one(decoder, raw(ev("opportunity.created", **body)))
+
+    assert isinstance(result, OpportunityCreated)
+    assert result.account_id is None
+
+
+@FUZZ
+@given(occurred=instants, entered=instants)
+def test_snapshot_since_is_entered_at_unless_after_occurred_at(
+    decoder: Decoder, occurred: datetime, entered: datetime
+) -> None:
+    """A snapshot is accepted exactly when `entered_at` <= `occurred_at`, and dates from it."""
+    message = raw(
+        ev(
+            "lead.created",
+            lead_id="l1",
+            occurred_at=occurred.isoformat(),
+            snapshot=True,
+            entered_at=entered.isoformat(),
+        )
+    )
+    result = one(decoder, message)
+
+    if entered > occurred:
+        assert isinstance(result, Rejection)
+        assert result.reason is Reason.INVALID_FIELD
+    else:
+        assert isinstance(result, LeadCreated)
+        assert result.is_snapshot
+        assert result.since == entered.timestamp()

@@ -882,3 +882,51 @@ def test_shipped_alert_rules_are_valid_and_match_their_series() -> None:
     undercovered = rules["KeyAccountsUndercovered"]
     assert undercovered.matches({"segment": "5m_plus"})
     assert not undercovered.matches({"segment": "100k_1m"})
+
+
+@pytest.mark.parametrize(
+    ("funnels", "expected"),
+    [
+        pytest.param({}, ({}, {}), id="off-by-default"),
+        pytest.param(
+            {"lead": {"expire": {"mql": "180d"}}, "opportunity": {"expire": {"proposal": 3600}}},
+            ({"mql": 180 * 86400.0}, {"proposal": 3600.0}),
+            id="durations-in-seconds",
+        ),
+    ],
+)
+def test_funnel_expire(funnels: dict[str, Any], expected: tuple[dict[str, float], ...]) -> None:
+    """SPEC §2 (v2): `expire` maps open stages to durations, merged per funnel."""
+    settings = load_settings(None, funnels=funnels)
+
+    assert (settings.funnels.lead.expire, settings.funnels.opportunity.expire) == expected
+
+
+@pytest.mark.parametrize(
+    ("funnels", "message"),
+    [
+        pytest.param(
+            {"lead": {"expire": {"opportunity": "30d"}}},
+            "expire names stages that are not open stages: opportunity",
+            id="converted-stage",
+        ),
+        pytest.param(
+            {"opportunity": {"expire": {"unicorn": "30d"}}},
+            "expire names stages that are not open stages: unicorn",
+            id="unknown-stage",
+        ),
+        pytest.param(
+            {"lead": {"dropped": [], "expire": {"mql": "30d"}}},
+            "expire needs a dropped stage",
+            id="no-dropped-stage",
+        ),
+        pytest.param({"lead": {"expire": {"mql": "0s"}}}, "longer than zero", id="zero"),
+    ],
+)
+def test_funnel_expire_errors(funnels: dict[str, Any], message: str) -> None:
+    """A bad `expire` is a config error that names the funnel and says what is wrong."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, funnels=funnels)
+
+    assert "funnels." in str(info.value)
+    assert message in str(info.value)

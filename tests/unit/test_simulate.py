@@ -42,6 +42,8 @@ def _decoder(settings: Settings) -> Decoder:
         currency=settings.currency,
         lead_stages=settings.funnels.lead.all_stages,
         opportunity_stages=settings.funnels.opportunity.all_stages,
+        lead_open=settings.funnels.lead.stages,
+        opportunity_open=settings.funnels.opportunity.stages,
     )
 
 
@@ -229,3 +231,28 @@ def test_write_jsonl_round_trips(tmp_path: Path) -> None:
     assert write_jsonl(iter(events), path) == len(events)
     lines = path.read_bytes().splitlines()
     assert [orjson.loads(line) for line in lines] == events
+
+
+def test_the_opening_book_is_loaded_as_snapshots(sixty_days: Events) -> None:
+    """v2: open leads and deals of the opening book arrive as snapshots, entered before."""
+    snapshots = [e for e in sixty_days if e.get("snapshot") is True]
+    types = {e["type"] for e in snapshots}
+
+    assert types == {"lead.created", "opportunity.created"}
+    assert all(e["entered_at"] <= e["occurred_at"] for e in snapshots)
+    assert any(e["entered_at"] < e["occurred_at"] for e in snapshots)
+
+
+def test_deals_carry_lead_sources_and_some_have_no_account(sixty_days: Events) -> None:
+    """v2: deals carry their lead's channel, and some are exported without an account."""
+    deals = [e for e in sixty_days if e["type"] == "opportunity.created"]
+
+    assert sum(1 for e in deals if "channel" in e) >= len(deals) // 4
+    assert any("account_id" not in e for e in deals)
+
+
+def test_snapshots_can_be_turned_off() -> None:
+    """`snapshot_load=False` opens the history with plain creations."""
+    events = list(simulate(SimulationConfig(days=3, seed=2, snapshot_load=False)))
+
+    assert not [e for e in events if "snapshot" in e]

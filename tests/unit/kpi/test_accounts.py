@@ -164,13 +164,13 @@ def test_activities_count_under_the_segment_of_now() -> None:
         "zero": 1.0,
     }
     assert by_segment(exported, "revmon_sales_activities", kind="meeting", window="7d") == {}
-    assert by_segment(exported, "revmon_sales_minutes", window="7d") == {
-        "10k_100k": 120 + 5,
-        "zero": 15,
+    assert by_segment(exported, "revmon_sales_activity_seconds", window="7d") == {
+        "10k_100k": (120 + 5) * 60,
+        "zero": 15 * 60,
     }
-    assert by_segment(exported, "revmon_sales_minutes", window="30d") == {
-        "10k_100k": 15 + 30 + 120 + 5,
-        "zero": 15,
+    assert by_segment(exported, "revmon_sales_activity_seconds", window="30d") == {
+        "10k_100k": (15 + 30 + 120 + 5) * 60,
+        "zero": 15 * 60,
     }
 
 

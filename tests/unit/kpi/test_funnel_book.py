@@ -88,7 +88,7 @@ def added(*partials: Mapping[str, float]) -> dict[str, float]:
 _FLOWS = (
     "revmon_funnel_entries",
     "revmon_funnel_exits",
-    "revmon_funnel_time_in_stage_seconds_sum",
+    "revmon_funnel_dwell_seconds_gsum",
 )
 
 
@@ -105,8 +105,9 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
     series = samples(_settings(), FunnelBook.from_settings(_settings()).partials(NOW), NOW)
 
     # per open stage (3 lead + 4 opportunity): open, 10 buckets, gcount, gsum, stale = 14
-    # per window (3): entries of 5 + 6 stages, exits of 7 open stages x 3, time of 7 stages
-    assert len(series) == 7 * 14 + 3 * (11 + 7 * 3 + 7)
+    # per window (3): entries of 5 + 6 stages, exits of 7 open stages x 3, dwell of 7
+    # stages (10 buckets, gcount, gsum)
+    assert len(series) == 7 * 14 + 3 * (11 + 7 * 3 + 7 * 12)
     assert all(s.value == 0.0 for s in series)
     assert not [s for s in series if s.name.endswith("_ratio")]
     labels = {s.name: tuple(name for name, _ in s.labels) for s in series}
@@ -118,7 +119,9 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
         "revmon_funnel_stale": ("funnel", "stage"),
         "revmon_funnel_entries": ("funnel", "stage", "window"),
         "revmon_funnel_exits": ("funnel", "stage", "outcome", "window"),
-        "revmon_funnel_time_in_stage_seconds_sum": ("funnel", "stage", "window"),
+        "revmon_funnel_dwell_seconds_bucket": ("funnel", "stage", "window", "le"),
+        "revmon_funnel_dwell_seconds_gcount": ("funnel", "stage", "window"),
+        "revmon_funnel_dwell_seconds_gsum": ("funnel", "stage", "window"),
     }
     assert samples(_settings(), {}, NOW) == series
 
@@ -154,7 +157,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,name,7d}": 1,
                 "revmon_funnel_entries{lead,mql,7d}": 1,
                 "revmon_funnel_exits{lead,name,advanced,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,name,7d}": DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,name,7d}": DAY,
             },
             {"revmon_funnel_open{lead,mql}": 1},
             id="advance",
@@ -166,7 +169,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,name,7d}": 1,
                 "revmon_funnel_entries{lead,sql,7d}": 1,
                 "revmon_funnel_exits{lead,name,advanced,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,name,7d}": 2 * DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,name,7d}": 2 * DAY,
             },
             {"revmon_funnel_open{lead,sql}": 1},
             id="skipped-stage-has-no-entry-and-no-exit",
@@ -178,7 +181,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,sql,7d}": 1,
                 "revmon_funnel_entries{lead,mql,7d}": 1,
                 "revmon_funnel_exits{lead,sql,regressed,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,sql,7d}": DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,sql,7d}": DAY,
             },
             {"revmon_funnel_open{lead,mql}": 1},
             id="regression",
@@ -190,7 +193,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,mql,7d}": 1,
                 "revmon_funnel_entries{lead,disqualified,7d}": 1,
                 "revmon_funnel_exits{lead,mql,dropped,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,mql,7d}": 3 * DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,mql,7d}": 3 * DAY,
             },
             {},
             id="dropped-closes-and-enters-the-dropped-stage",
@@ -202,7 +205,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,sql,7d}": 1,
                 "revmon_funnel_entries{lead,opportunity,7d}": 1,
                 "revmon_funnel_exits{lead,sql,advanced,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,sql,7d}": DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,sql,7d}": DAY,
             },
             {},
             id="converted-is-an-advance-and-an-entry",
@@ -218,7 +221,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,name,7d}": 1,
                 "revmon_funnel_entries{lead,disqualified,7d}": 1,
                 "revmon_funnel_exits{lead,name,dropped,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,name,7d}": DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,name,7d}": DAY,
             },
             {},
             id="closed-lead-stays-closed",
@@ -235,7 +238,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{opportunity,lost,7d}": 1,
                 "revmon_funnel_entries{opportunity,proposal,7d}": 1,
                 "revmon_funnel_exits{opportunity,qualification,dropped,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{opportunity,qualification,7d}": DAY,
+                "revmon_funnel_dwell_seconds_gsum{opportunity,qualification,7d}": DAY,
             },
             {"revmon_funnel_open{opportunity,proposal}": 1},
             id="reopened-opportunity-is-an-entry-not-a-creation",
@@ -247,7 +250,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{opportunity,negotiation,7d}": 1,
                 "revmon_funnel_entries{opportunity,won,7d}": 1,
                 "revmon_funnel_exits{opportunity,negotiation,advanced,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{opportunity,negotiation,7d}": DAY,
+                "revmon_funnel_dwell_seconds_gsum{opportunity,negotiation,7d}": DAY,
             },
             {},
             id="won-closes-the-opportunity",
@@ -266,7 +269,7 @@ def test_empty_book_exports_every_enumerated_series_at_zero() -> None:
                 "revmon_funnel_entries{lead,name,7d}": 1,
                 "revmon_funnel_entries{lead,disqualified,7d}": 1,
                 "revmon_funnel_exits{lead,name,dropped,7d}": 1,
-                "revmon_funnel_time_in_stage_seconds_sum{lead,name,7d}": 2 * DAY,
+                "revmon_funnel_dwell_seconds_gsum{lead,name,7d}": 2 * DAY,
             },
             {},
             id="late-move-of-a-closed-lead-is-late",
@@ -337,7 +340,7 @@ def test_flows_use_half_open_windows(at: float, expected: dict[str, float]) -> N
     for window, count in expected.items():
         assert series[f"revmon_funnel_entries{{lead,mql,{window}}}"] == count
         assert series[f"revmon_funnel_exits{{lead,name,advanced,{window}}}"] == count
-        tis = series[f"revmon_funnel_time_in_stage_seconds_sum{{lead,name,{window}}}"]
+        tis = series[f"revmon_funnel_dwell_seconds_gsum{{lead,name,{window}}}"]
         assert tis == count * 3 * DAY
 
 

@@ -71,11 +71,13 @@ def test_empty_book_exports_every_channel_at_zero() -> None:
     """Every channel (`other` included) and window has new names and spend at 0, no ratio."""
     series = samples(_settings(), MarketingBook.from_settings(_settings()).partials(NOW), NOW)
 
-    assert len(series) == 9 * 3 * 2  # 8 channels + other, 3 windows, 2 metrics
+    assert len(series) == 9 * 3 * 4  # 8 channels + other, 3 windows, 4 metrics
     assert all(s.value == 0.0 for s in series)
     assert {s.name for s in series} == {
         "revmon_marketing_new_names",
         "revmon_marketing_spend_amount",
+        "revmon_channel_pipeline_created_amount",
+        "revmon_channel_won_amount",
     }
     assert {tuple(name for name, _ in s.labels) for s in series} == {("channel", "window")}
     assert samples(_settings(), {}, NOW) == series

@@ -121,9 +121,12 @@ def test_empty_book_exports_every_series_at_zero() -> None:
     samples = pipeline.samples(cfg, book.partials(NOW), NOW)
 
     names = [s.name for s in samples]
-    assert len(samples) == 3 * 4 * 2 + 3 * 3 * 7
+    # open and open amount by kind and stage; per kind and window 6 flows and the cycle
+    # histogram (10 buckets, gcount, gsum)
+    assert len(samples) == 3 * 4 * 2 + 3 * 3 * (6 + 12)
     assert names.count("revmon_pipeline_open") == 12
-    assert names.count("revmon_pipeline_cycle_seconds_sum") == 9
+    assert names.count("revmon_pipeline_cycle_seconds_gsum") == 9
+    assert names.count("revmon_pipeline_cycle_seconds_bucket") == 90
     assert all(s.value == 0.0 for s in samples)
     assert not set(names) & set(RATIOS)
     assert samples == pipeline.samples(cfg, {}, NOW)
@@ -251,7 +254,7 @@ NB_QUAL = "kind=new_business,stage=qualification"
             {
                 "revmon_pipeline_won{kind=new_business,window=7d}": 1,
                 "revmon_pipeline_won_amount{kind=new_business,window=7d}": 70,
-                "revmon_pipeline_cycle_seconds_sum{kind=new_business,window=7d}": 0,
+                "revmon_pipeline_cycle_seconds_gsum{kind=new_business,window=7d}": 0,
                 "revmon_pipeline_win_ratio{kind=new_business,window=7d}": 1,
                 "revmon_pipeline_velocity_amount_per_day{kind=new_business,window=7d}": None,
             },
@@ -358,7 +361,7 @@ def test_win_ratio_cycle_and_velocity_by_hand() -> None:
             nb("won_amount", "7d"): 300,
             nb("lost", "7d"): 0,
             nb("win_ratio", "7d"): 1,
-            nb("cycle_seconds_sum", "7d"): 35 * DAY,
+            nb("cycle_seconds_gsum", "7d"): 35 * DAY,
             # 2 open × 1 × 300 per deal ÷ 35 days
             nb("velocity_amount_per_day", "7d"): 2 * 1 * 300 / 35,
             nb("won", "30d"): 2,
@@ -366,7 +369,7 @@ def test_win_ratio_cycle_and_velocity_by_hand() -> None:
             nb("lost", "30d"): 1,
             nb("lost_amount", "30d"): 40,
             nb("win_ratio", "30d"): 2 / 3,
-            nb("cycle_seconds_sum", "30d"): 45 * DAY,
+            nb("cycle_seconds_gsum", "30d"): 45 * DAY,
             # 2 open × 2/3 × 200 per deal ÷ 22.5 days
             nb("velocity_amount_per_day", "30d"): 2 * (2 / 3) * 200 / 22.5,
             nb("lost", "90d"): 2,
@@ -536,7 +539,7 @@ def test_reopened_opportunity_counts_its_latest_close(
         "lost_amount": "revmon_pipeline_lost_amount",
         "won": "revmon_pipeline_won",
         "won_amount": "revmon_pipeline_won_amount",
-        "cycle": "revmon_pipeline_cycle_seconds_sum",
+        "cycle": "revmon_pipeline_cycle_seconds_gsum",
         "ratio": "revmon_pipeline_win_ratio",
     }
     got = run(events)
