@@ -20,6 +20,7 @@ from revmon.exposition import KpiCollector, OperationsMetrics
 from revmon.kpi.ledger import Sample
 from revmon.partials import Exchange, Shared, combine
 from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
+from revmon.publish import Evaluation, Publisher
 from revmon.settings import Settings
 from revmon.storage import FaustDeadLetters, FaustStateTable
 
@@ -199,7 +200,8 @@ def build(
     revmon = Revmon(settings, app, ingest, registry, metrics, exchange)
     holder["revmon"] = revmon
     if isinstance(engine, MetricEngine):
-        _share(revmon, engine, wall_clock)
+        evaluate = _share(revmon, engine, wall_clock)
+        _publish(revmon, connection, evaluate, wall_clock)
         _wire_accounts(revmon, engine)
     _wire(revmon, inputs, state_table)
     return revmon
@@ -241,18 +243,28 @@ async def prepare_topics(settings: Settings, connection: Connection) -> None:
     await ensure_topics(connection, names, settings.partitions, compacted=compacted)
 
 
-def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]) -> None:
-    """Export the revenue metrics from the owner of partition 0; share partials every second."""
+def _share(
+    revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
+) -> Callable[[], Evaluation | None]:
+    """Export the revenue metrics from the owner of partition 0; share partials every second.
+
+    Returns the evaluation both exports use (None on any worker but the owner).
+    """
     exchange = revmon.exchange
 
-    def evaluate() -> list[Sample] | None:
+    def evaluate() -> Evaluation | None:
         if 0 not in revmon.owned or not revmon.ready():
             return None
         now = revmon.now(wall_clock) or wall_clock()
         local = engine.partition_partials(now)
-        return engine.samples(now, combine(local, exchange.remote, revmon.owned_keys()))
+        partials = combine(local, exchange.remote, revmon.owned_keys())
+        return Evaluation(now, engine.samples(now, partials))
 
-    revmon.registry.register(KpiCollector(evaluate))
+    def samples() -> list[Sample] | None:
+        evaluation = evaluate()
+        return None if evaluation is None else evaluation.samples
+
+    revmon.registry.register(KpiCollector(samples))
 
     every = set(range(revmon.settings.partitions))
 
@@ -270,6 +282,33 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
         await exchange.share(entries)
 
     revmon.app.timer(min(1.0, revmon.settings.publish_interval), name="share_partials")(share)
+    return evaluate
+
+
+def _publish(
+    revmon: Revmon,
+    connection: Connection,
+    evaluate: Callable[[], Evaluation | None],
+    wall_clock: Callable[[], float],
+) -> None:
+    """The metrics topic (SPEC §6), written by whoever exports the revenue metrics."""
+    settings = revmon.settings
+    publisher = Publisher(
+        connection,
+        settings.topics.metrics,
+        evaluate=evaluate,
+        interval=settings.publish_interval,
+        sent=revmon.metrics.metric_messages.inc,
+        wall_clock=wall_clock,
+    )
+    revmon.app.add_dependency(publisher)
+    inputs = set(settings.topics.inputs)
+
+    async def revoked(app_: Any, revoked: Any, **_: Any) -> None:
+        if any(tp.partition == 0 and tp.topic in inputs for tp in revoked):
+            publisher.lost()
+
+    revmon.app.on_partitions_revoked.connect(revoked)
 
 
 def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:

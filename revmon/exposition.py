@@ -63,6 +63,11 @@ class OperationsMetrics:
             "Events older than their entity's current stage entry (applied, change nothing).",
             registry=registry,
         )
+        self.metric_messages = Counter(
+            "revmon_metric_messages",
+            "Messages written to the metrics topic (values, nulls and tombstones).",
+            registry=registry,
+        )
         alerts = Gauge(
             "revmon_alerts_firing",
             "1 while an alert instance of the rule fires.",

@@ -347,6 +347,38 @@ _FAMILIES: tuple[Family, ...] = (
         "Firing alert instances of the rule.",
     ),
     _f("3.9", "revmon_build_info", "gauge", ("version",), "revmon's version.", "worker"),
+    _f(
+        "3.9",
+        "revmon_source_last_message_timestamp_seconds",
+        "gauge",
+        ("source",),
+        "Wall-clock time the last message of the input topic was received.",
+        "worker",
+    ),
+    _f(
+        "3.9",
+        "revmon_source_newest_event_timestamp_seconds",
+        "gauge",
+        ("source",),
+        "Newest occurred_at applied from the input topic.",
+        "worker",
+    ),
+    _f(
+        "3.9",
+        "revmon_alert_notifications_total",
+        "counter",
+        ("receiver", "result"),
+        "Alert notifications by receiver and result.",
+        "worker",
+    ),
+    _f(
+        "3.9",
+        "revmon_metric_messages_total",
+        "counter",
+        (),
+        "Messages written to the metrics topic.",
+        "worker",
+    ),
 )
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}

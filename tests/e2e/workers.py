@@ -25,6 +25,7 @@ PER_PROCESS = (
     "revmon_events_late",
     "revmon_event_lag_seconds",
     "revmon_build_info",
+    "revmon_metric_messages",
 )
 
 
