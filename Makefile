@@ -26,8 +26,8 @@ demo: $(STAMP) ## run the live demo: embedded broker, worker, simulated revenue 
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check revmon tests bench
-	$(VENV)/bin/ruff format --check revmon tests bench
+	$(VENV)/bin/ruff check revmon tests bench examples
+	$(VENV)/bin/ruff format --check revmon tests bench examples
 	$(VENV)/bin/mypy
 
 .PHONY: test

@@ -27,6 +27,7 @@ from tests.e2e.workers import Series, applied, scrape, start, wait_caught_up
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLE = Path(__file__).parents[2] / "examples" / "metrics_consumer.py"
 PUBLISHED = {f.name for f in state_families()} | {"revmon_watermark_seconds"}
 
 
@@ -123,6 +124,25 @@ def test_one_worker_the_topic_materializes_to_its_metrics(
     start(config, port, processes)
     wait_caught_up(run.connection, f"alone-{run.tag}", run.produced.last_offsets)
     topic_matches_metrics(run, f"k{run.tag}.metrics", [port])
+
+    # The example consumer another team copies prints the values it materialized.
+    example = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE),
+            *("--bootstrap", broker.bootstrap_servers, "--topic", f"k{run.tag}.metrics"),
+            *("--exit-after", "8"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    metrics = published_series(scrape(port))
+    er = metrics[("revmon_er_ratio", (("window", "90d"),))]
+    pace = metrics[("revmon_pipeline_creation_pace_ratio", (("kind", "new_business"),))]
+    assert f"E:R ratio window=90d: {er:.3f}" in example.stdout
+    assert f"creation pace kind=new_business: {pace:.3f}" in example.stdout
 
 
 def test_two_workers_then_the_owner_killed_the_topic_follows_the_owner(
