@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -26,13 +26,27 @@ demo: $(STAMP) ## run the live demo: embedded broker, worker, simulated revenue 
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check revmon tests bench examples
-	$(VENV)/bin/ruff format --check revmon tests bench examples
+	$(VENV)/bin/ruff check revmon tests bench examples deploy
+	$(VENV)/bin/ruff format --check revmon tests bench examples deploy
 	$(VENV)/bin/mypy
 
+.PHONY: test-tools
+test-tools: ## Prometheus and Alertmanager for the end-to-end tests (Debian packages)
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || \
+		{ apt-get update && apt-get install -y prometheus prometheus-alertmanager; }
+
 .PHONY: test
-test: lint ## lint, then every test (unit, integration on Tansu, end to end)
+test: lint test-tools ## lint, then every test (unit, integration on Tansu, end to end)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: dashboards
+dashboards: $(STAMP) ## regenerate grafana/dashboards/*.json from revmon/grafana
+	$(PY) -m revmon.grafana grafana/dashboards
+
+.PHONY: lock
+lock: $(STAMP) ## regenerate requirements.lock (pinned, with hashes) from pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 .PHONY: bench
 bench: $(STAMP) ## throughput and memory benchmarks
