@@ -49,8 +49,9 @@ lock: $(STAMP) ## regenerate requirements.lock (pinned, with hashes) from pyproj
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 .PHONY: bench
-bench: $(STAMP) ## throughput and memory benchmarks
+bench: $(STAMP) ## throughput, memory and freshness benchmarks
 	$(PY) bench/run.py
+	$(PY) bench/freshness.py
 
 .PHONY: clean
 clean: ## remove local state and caches (not .venv)
