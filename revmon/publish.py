@@ -226,6 +226,9 @@ class Publisher(Service):  # type: ignore[misc]  # mode is untyped
                 await self.publish()
             except (BrokerError, KafkaError, OSError) as exc:
                 log.warning("metrics_not_published", error=str(exc))
+            except Exception:  # a bug must not end publishing for the life of the worker
+                log.exception("metrics_publish_failed")
+                self.lost()
 
     async def publish(self) -> int:
         """One round: send what changed; returns the number of records written."""
