@@ -8,11 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.e2e.prometheus import binary as prometheus_binary
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
@@ -179,3 +182,24 @@ def test_lock_file_pins_every_dependency_with_hashes() -> None:
             rf"^{re.escape(name.lower())}==\S+ \\\n\s+--hash=sha256:", lock, re.MULTILINE | re.I
         )
         assert pinned, f"{name} is not pinned with a hash in requirements.lock"
+
+
+@pytest.mark.parametrize("find", [tool, prometheus_binary], ids=["validator", "prometheus"])
+@pytest.mark.parametrize(
+    ("ci", "outcome"),
+    [
+        pytest.param("true", pytest.fail.Exception, id="ci-fails"),
+        pytest.param("", pytest.skip.Exception, id="workstation-skips"),
+    ],
+)
+def test_a_missing_tool_fails_in_ci_and_skips_elsewhere(
+    find: Callable[[str], str],
+    ci: str,
+    outcome: type[BaseException],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With CI=true a missing validator or Prometheus tool is a failure, never a skip."""
+    monkeypatch.setenv("CI", ci)
+
+    with pytest.raises(outcome):
+        find("no-such-validator-anywhere")
