@@ -93,8 +93,7 @@ def _run(connection: Connection, go: Callable[[str], object]) -> object:
 def test_changes_only_then_null_and_tombstone_then_a_full_send_after_takeover(
     broker: EmbeddedBroker,
 ) -> None:
-    """A round sends what changed; a gone series is nulled then tombstoned; a new owner
-    reads the topic, sends every series once and deletes what it does not have."""
+    """Changes only; gone series nulled then tombstoned; a new owner re-sends all, deletes."""
     connection = Connection(broker.bootstrap_servers, KafkaSecurity())
     counted: list[int] = []
 

@@ -79,8 +79,7 @@ def test_compose_file_validates_against_the_compose_specification() -> None:
 
 
 def test_compose_stack_has_every_service_healthchecked_and_named_volumes() -> None:
-    """Kafka (KRaft), two read-only workers, Prometheus with the rules, Alertmanager,
-    Grafana from grafana/, the simulator; healthchecks and named volumes."""
+    """The stack's services, KRaft, read-only workers, mounts, healthchecks, named volumes."""
     data = compose()
     services = data["services"]
 
@@ -147,8 +146,7 @@ def test_statefulset_keeps_state_runs_non_root_read_only_and_is_scraped() -> Non
 
 
 def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
-    """`promtool check config` accepts deploy/prometheus.yml (with the generated rules, or
-    an empty rule file where `revmon rules` has not written them yet)."""
+    """`promtool check config` accepts deploy/prometheus.yml (rules or an empty stand-in)."""
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     assert config["rule_files"] == ["/etc/prometheus/revmon-rules.yml"]
     rules = tmp_path / "revmon-rules.yml"

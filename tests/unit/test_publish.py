@@ -126,8 +126,7 @@ def test_plan_sends_changes_and_deletes_what_disappeared(
     delete: list[str],
     tombstone: list[str],
 ) -> None:
-    """Changed series are sent, unchanged ones only on a full send, gone ones nulled then
-    tombstoned."""
+    """Changed series are sent, unchanged only on a full send, gone ones nulled+tombstoned."""
     todo = plan(
         {k: _s(k, v) for k, v in current.items()},
         {k: _s(k, v) for k, v in published.items()},
