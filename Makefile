@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -26,8 +26,8 @@ demo: $(STAMP) ## run the live demo: embedded broker, worker, simulated revenue 
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check revmon tests bench
-	$(VENV)/bin/ruff format --check revmon tests bench
+	$(VENV)/bin/ruff check revmon tests bench examples deploy
+	$(VENV)/bin/ruff format --check revmon tests bench examples deploy
 	$(VENV)/bin/mypy
 
 # Debian packages the tests run for real: Prometheus and promtool, Alertmanager, headless
@@ -51,9 +51,19 @@ system-deps: ## install the Debian packages the tests need, when missing
 test: lint system-deps ## lint, then every test (unit, integration on Tansu, end to end)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: dashboards
+dashboards: $(STAMP) ## regenerate grafana/dashboards/*.json from revmon/grafana
+	$(PY) -m revmon.grafana grafana/dashboards
+
+.PHONY: lock
+lock: $(STAMP) ## regenerate requirements.lock (pinned, with hashes) from pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+
 .PHONY: bench
-bench: $(STAMP) ## throughput and memory benchmarks
+bench: $(STAMP) ## throughput, memory and freshness benchmarks
 	$(PY) bench/run.py
+	$(PY) bench/freshness.py
 
 .PHONY: clean
 clean: ## remove local state and caches (not .venv)

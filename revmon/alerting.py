@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ from revmon.alerts import Evaluator, Instance, Series, Status, firing_counts
 from revmon.broker import Connection
 from revmon.compacted import read_table
 from revmon.errors import BrokerError
-from revmon.kpi.ledger import Sample
+from revmon.kpi.ledger import Evaluation
 from revmon.notify import (
     AlertmanagerSender,
     TopicWriter,
@@ -42,7 +42,7 @@ MAX_RECORD_BYTES = 1024 * 1024
 #: How long a worker that loses ownership waits for its queued state to be written.
 RELEASE_DRAIN = 5.0
 
-Samples = Callable[[], tuple[float, Sequence[Sample]] | None]
+Samples = Callable[[], Evaluation | None]
 Count = Callable[[str, str, int], None]  # receiver, result, how many
 FiringGauge = Callable[[str, str, int], None]  # alertname, severity, count
 
@@ -165,7 +165,7 @@ class AlertService(Service):  # type: ignore[misc]  # mode is untyped
         found = self._samples()
         if found is None:
             return
-        now, samples = found
+        now, samples = found.now, found.samples
         wall = self._wall()
         series = [Series(s.name, tuple(sorted(s.labels)), s.value) for s in samples]
         outcome = self.evaluator.evaluate(series, now=now, wall=wall)

@@ -18,9 +18,10 @@ from revmon.delivery import BatchHandler, use_batch_delivery
 from revmon.engine import MetricEngine
 from revmon.events import Decoder
 from revmon.exposition import Freshness, KpiCollector, OperationsMetrics
-from revmon.kpi.ledger import Sample
+from revmon.kpi.ledger import Evaluation, Sample
 from revmon.partials import Exchange, Shared, combine
 from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
+from revmon.publish import Publisher
 from revmon.settings import Settings
 from revmon.storage import FaustDeadLetters, FaustStateTable
 
@@ -71,7 +72,7 @@ class Revmon:
     #: Topics delivered in batches besides the input, with their handlers.
     routes: list[tuple[Any, BatchHandler]] = field(default_factory=list)
     #: `now` and every SPEC §3.1–§3.8 sample, or None when this worker does not export them.
-    kpi_samples: Callable[[], tuple[float, list[Sample]] | None] = lambda: None
+    kpi_samples: Callable[[], Evaluation | None] = lambda: None
     alerting: AlertService | None = None
 
     def newest(self) -> float | None:
@@ -233,7 +234,8 @@ def build(
     revmon = Revmon(settings, app, ingest, registry, metrics, exchange)
     holder["revmon"] = revmon
     if isinstance(engine, MetricEngine):
-        _share(revmon, engine, wall_clock)
+        evaluate = _share(revmon, engine, wall_clock)
+        _publish(revmon, connection, evaluate, wall_clock)
         _wire_accounts(revmon, engine)
         _wire_alerts(revmon, connection, wall_clock, on_timer=alerts_on_timer)
     _wire(revmon, inputs, state_table)
@@ -301,23 +303,29 @@ async def prepare_topics(settings: Settings, connection: Connection) -> None:
     await ensure_topics(connection, names, settings.partitions, compacted=compacted)
 
 
-def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]) -> None:
-    """Export the revenue metrics from the owner of partition 0; share partials every second."""
+def _share(
+    revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
+) -> Callable[[], Evaluation | None]:
+    """Export the revenue metrics from the owner of partition 0; share partials every second.
+
+    Returns the evaluation both exports use (None on any worker but the owner).
+    """
     exchange = revmon.exchange
 
-    def kpi_samples() -> tuple[float, list[Sample]] | None:
-        if not revmon.exports_kpis():
+    def evaluate() -> Evaluation | None:
+        if 0 not in revmon.owned or not revmon.ready():
             return None
         now = revmon.now(wall_clock) or wall_clock()
         local = engine.partition_partials(now)
-        return now, engine.samples(now, combine(local, exchange.remote, revmon.owned_keys()))
+        partials = combine(local, exchange.remote, revmon.owned_keys())
+        return Evaluation(now, engine.samples(now, partials))
 
-    def evaluate() -> list[Sample] | None:
-        found = kpi_samples()
-        return None if found is None else found[1]
+    def samples() -> list[Sample] | None:
+        evaluation = evaluate()
+        return None if evaluation is None else evaluation.samples
 
-    revmon.kpi_samples = kpi_samples
-    revmon.registry.register(KpiCollector(evaluate))
+    revmon.kpi_samples = evaluate
+    revmon.registry.register(KpiCollector(samples))
 
     every = set(range(revmon.settings.partitions))
 
@@ -335,6 +343,33 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
         await exchange.share(entries)
 
     revmon.app.timer(min(1.0, revmon.settings.publish_interval), name="share_partials")(share)
+    return evaluate
+
+
+def _publish(
+    revmon: Revmon,
+    connection: Connection,
+    evaluate: Callable[[], Evaluation | None],
+    wall_clock: Callable[[], float],
+) -> None:
+    """The metrics topic (SPEC §6), written by whoever exports the revenue metrics."""
+    settings = revmon.settings
+    publisher = Publisher(
+        connection,
+        settings.topics.metrics,
+        evaluate=evaluate,
+        interval=settings.publish_interval,
+        sent=revmon.metrics.metric_messages.inc,
+        wall_clock=wall_clock,
+    )
+    revmon.app.add_dependency(publisher)
+    inputs = set(settings.topics.inputs)
+
+    async def revoked(app_: Any, revoked: Any, **_: Any) -> None:
+        if any(tp.partition == 0 and tp.topic in inputs for tp in revoked):
+            publisher.lost()
+
+    revmon.app.on_partitions_revoked.connect(revoked)
 
 
 def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:

@@ -66,6 +66,11 @@ class OperationsMetrics:
             "Events older than their entity's current stage entry (applied, change nothing).",
             registry=registry,
         )
+        self.metric_messages = Counter(
+            "revmon_metric_messages",
+            "Messages written to the metrics topic (values, nulls and tombstones).",
+            registry=registry,
+        )
         alerts = Gauge(
             "revmon_alerts_firing",
             "Firing alert instances of the rule (evaluated on the owner of the revenue "

@@ -426,6 +426,14 @@ _FAMILIES: tuple[Family, ...] = (
         "1 when this worker is ready (/readyz answers 200), else 0.",
         "worker",
     ),
+    _f(
+        "3.9",
+        "revmon_metric_messages_total",
+        "counter",
+        (),
+        "Messages written to the metrics topic.",
+        "worker",
+    ),
 )
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}

@@ -23,9 +23,14 @@ class MetricMessage(BaseModel):
 
     name: str = Field(pattern=r"^revmon_[a-z0-9_]+$")
     labels: dict[str, str]
-    value: float | None = Field(description="null once, when the series is deleted")
+    type: Literal["gauge", "counter"]
+    value: float | None = Field(
+        description="null once, when the series disappears; a tombstone (null message) follows"
+    )
     as_of: datetime = Field(description="the evaluation instant `now` (RFC 3339, UTC)")
     emitted_at: datetime = Field(description="wall clock when sent (RFC 3339, UTC)")
+    # `schema` would shadow a BaseModel attribute: the field has another name in Python.
+    schema_version: Literal[1] = Field(alias="schema", description="version of this message format")
 
 
 class AlertMessage(BaseModel):

@@ -135,6 +135,14 @@ class Sample(NamedTuple):
     value: float
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The exported series at one evaluation instant `now` (unix seconds)."""
+
+    now: float
+    samples: list[Sample]
+
+
 def component(name: str, *labels: str) -> str:
     """The key of a summable component in `partials()`: `name|label1|label2...`."""
     return "|".join((name, *labels))

@@ -30,6 +30,7 @@ PER_PROCESS = (
     "revmon_ready",
     "revmon_source_last_message_timestamp_seconds",
     "revmon_source_newest_event_timestamp_seconds",
+    "revmon_metric_messages",
 )
 
 
