@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from revmon.alerts import Evaluator, Instance, Series, Status, firing_counts
-from revmon.broker import Connection
+from revmon.broker import MAX_RECORD_BYTES, Connection
 from revmon.compacted import read_table
 from revmon.errors import BrokerError
 from revmon.kpi.ledger import Evaluation
@@ -37,8 +37,6 @@ from revmon.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-#: Kafka's default `max.message.bytes`: no record revmon writes may be larger (SPEC §9).
-MAX_RECORD_BYTES = 1024 * 1024
 #: How long a worker that loses ownership waits for its queued state to be written.
 RELEASE_DRAIN = 5.0
 

@@ -24,6 +24,8 @@ from revmon.settings import KafkaSecurity, Settings
 log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+#: Kafka's default `max.message.bytes`: no record revmon writes is larger (SPEC §9).
+MAX_RECORD_BYTES = 1024 * 1024
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -35,7 +35,7 @@ async def read_table(
     try:
         await consumer.start()
         async with asyncio.timeout(time_limit):
-            partitions = await _partitions(consumer, topic)
+            partitions = await partitions_of(consumer, topic)
             tps = [TopicPartition(topic, p) for p in partitions]
             ends = await true_end_offsets(options, tps)
             pending = {tp for tp in tps if ends[tp] > 0}
@@ -65,7 +65,12 @@ async def read_table(
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The partitions of `topic`, once the client's metadata knows them (up to 5 s).
+
+    Raises:
+        BrokerError: the topic has no partitions.
+    """
     for _ in range(50):
         await consumer.topics()  # refreshes the metadata
         found = consumer.partitions_for_topic(topic)

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from revmon.broker import Connection
+from revmon.compacted import partitions_of
 from revmon.kpi.ledger import add_up
 
 log = structlog.get_logger(__name__)
@@ -115,7 +116,7 @@ class Exchange(Service):  # type: ignore[misc]  # mode is untyped
         )
         await consumer.start()
         try:
-            partitions = await _partitions(consumer, self._topic)
+            partitions = await partitions_of(consumer, self._topic)
             tps = [TopicPartition(self._topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -128,12 +129,3 @@ class Exchange(Service):  # type: ignore[misc]  # mode is untyped
         finally:
             await consumer.stop()
 
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    for _ in range(50):
-        await consumer.topics()  # refreshes the metadata
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return sorted(found)
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no partitions")

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ign
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
 from mode import Service
 
-from revmon.broker import Connection
+from revmon.broker import MAX_RECORD_BYTES, Connection
 from revmon.compacted import read_table
 from revmon.errors import BrokerError
 from revmon.kpi.ledger import Evaluation
@@ -36,8 +36,6 @@ log = structlog.get_logger(__name__)
 
 #: Version of the message value (the `"schema"` field, SPEC §6).
 SCHEMA_VERSION = 1
-#: Every record revmon writes stays within a broker's default `max.message.bytes` (SPEC §9).
-MAX_RECORD_BYTES = 1024 * 1024
 WATERMARK = "revmon_watermark_seconds"
 
 MetricType = Literal["gauge", "counter"]

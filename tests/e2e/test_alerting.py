@@ -128,6 +128,24 @@ def wait_committed(connection: Connection, group: str, last: dict[tuple[str, int
     )
 
 
+def replay_alerts(history: Path, config: Path, *options: str) -> list[dict[str, Any]]:
+    """`revmon replay --alerts-out` as a user runs it: the messages it wrote, validated."""
+    alerts_out = history.with_suffix(".alerts.jsonl")
+    done = subprocess.run(
+        [sys.executable, "-m", "revmon", "replay", str(history), "--config", str(config),
+         "--metrics-out", str(history.with_suffix(".prom")), "--alerts-out", str(alerts_out),
+         *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    messages = [orjson.loads(line) for line in alerts_out.read_bytes().splitlines()]
+    for message in messages:
+        AlertMessage.model_validate(message)
+    return messages
+
+
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     """The receiver Alertmanager routes to."""
@@ -278,19 +296,7 @@ def test_replay_alerts_out_fires_and_resolves_once_and_the_clear_band_holds(
     config = tmp_path / "config.yaml"
     band = {**THINNING, "name": "ThinningWithBand", "clear": 0.8, "for": "1d"}
     config.write_text(yaml.safe_dump({"alerts": [{**THINNING, "for": "1d"}, band]}))
-    alerts_out = tmp_path / "alerts.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "revmon", "replay", str(history), "--config", str(config),
-         "--metrics-out", str(tmp_path / "final.prom"), "--alerts-out", str(alerts_out),
-         "--batch", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    messages = [orjson.loads(line) for line in alerts_out.read_bytes().splitlines()]
-    for message in messages:
-        AlertMessage.model_validate(message)
+    messages = replay_alerts(history, config, "--batch", "1")
     band_trace = [m["status"] for m in messages if m["alertname"] == "ThinningWithBand"]
     assert band_trace == ["firing", "resolved"]
     fired, resolved = [m for m in messages if m["alertname"] == "ThinningWithBand"]
@@ -309,16 +315,7 @@ def test_a_replay_crossing_every_shipped_threshold_fires_each_alert_once_and_res
     history = pipe.write(tmp_path / "tour.jsonl", tour.events())
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"targets": tour.TARGETS}))
-    alerts_out = tmp_path / "alerts.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "revmon", "replay", str(history), "--config", str(config),
-         "--metrics-out", str(tmp_path / "final.prom"), "--alerts-out", str(alerts_out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    messages = [orjson.loads(line) for line in alerts_out.read_bytes().splitlines()]
+    messages = replay_alerts(history, config)
     trace = [
         (m["alertname"], m["labels"].get("stage", ""), m["status"], m["as_of"][:10])
         for m in messages
@@ -342,5 +339,3 @@ def test_a_replay_crossing_every_shipped_threshold_fires_each_alert_once_and_res
     # The E:R alert resolved only past its clear value, not at the threshold.
     resolved_er = [m for m in messages if m["alertname"] == "ExpenseToRevenueHigh"][-1]
     assert resolved_er["value"] < 0.55
-    for message in messages:
-        AlertMessage.model_validate(message)

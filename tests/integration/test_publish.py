@@ -11,11 +11,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
-from revmon.broker import Connection, EmbeddedBroker, ensure_topics
+from revmon.broker import MAX_RECORD_BYTES, Connection, EmbeddedBroker, ensure_topics
 from revmon.compacted import read_table
 from revmon.endoffsets import true_end_offsets
-from revmon.kpi.ledger import Sample
-from revmon.publish import MAX_RECORD_BYTES, Evaluation, Publisher
+from revmon.kpi.ledger import Evaluation, Sample
+from revmon.publish import Publisher
 from revmon.schemas import MetricMessage
 from revmon.settings import KafkaSecurity
 
