@@ -69,6 +69,9 @@ class Revmon:
     after_flush: list[Callable[[], None]] = field(default_factory=list)
     #: Topics delivered in batches besides the input, with their handlers.
     routes: list[tuple[Any, BatchHandler]] = field(default_factory=list)
+    connection: Connection | None = None
+    #: False while the broker does not answer (revmon.worker.watch_broker).
+    broker_reachable: bool = True
 
     def newest(self) -> float | None:
         """The greatest `occurred_at` applied on any partition, this worker's or another's."""
@@ -80,9 +83,15 @@ class Revmon:
         return wall_clock() if self.settings.clock == "wall" else self.newest()
 
     def ready(self) -> bool:
-        """True once partitions are assigned and table state is recovered."""
+        """True once partitions are assigned and table state is recovered, while the
+        broker answers."""
         recovery = self.app.tables.recovery
-        return self.assigned and recovery.completed.is_set() and not self.app.rebalancing
+        return (
+            self.assigned
+            and recovery.completed.is_set()
+            and not self.app.rebalancing
+            and self.broker_reachable
+        )
 
     def load_owned_state(self) -> None:
         """Recover every owned partition's state now, not at its first message.
@@ -196,7 +205,7 @@ def build(
     holder["ingest"] = ingest
     exchange = Exchange(connection, partials_topic(settings))
     app.add_dependency(exchange)
-    revmon = Revmon(settings, app, ingest, registry, metrics, exchange)
+    revmon = Revmon(settings, app, ingest, registry, metrics, exchange, connection=connection)
     holder["revmon"] = revmon
     if isinstance(engine, MetricEngine):
         _share(revmon, engine, wall_clock)

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from revmon import shutdown
 from revmon.broker import Connection
 from revmon.errors import BrokerError, InputFileError
 from revmon.events import MAX_MESSAGE_BYTES
@@ -56,11 +57,21 @@ class Line:
 
 @dataclass
 class ProduceReport:
-    """What was sent: lines, messages, and the last acknowledged offset of each partition."""
+    """What was sent: lines, messages, the last acknowledged offset of each partition, and
+    (`replay` asks for it) the file's line numbers in each acknowledged message."""
 
     lines: int = 0
     messages: int = 0
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    line_numbers: dict[tuple[str, int, int], list[int]] | None = None
+
+    def line_of(self, topic: str, partition: int, offset: int, index: int | None) -> int | None:
+        """The file's line number of a message (or of element `index` of a batch)."""
+        numbers = (self.line_numbers or {}).get((topic, partition, offset))
+        if not numbers:
+            return None
+        position = index or 0
+        return numbers[position] if position < len(numbers) else None
 
 
 def route(raw: bytes, topics: Topics) -> tuple[str, bytes | None, bool]:
@@ -115,15 +126,20 @@ class _Sender:
     """Groups lines per partition and sends them, keeping the last acked offset per partition."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, partitions: dict[str, list[int]], batch: int
+        self,
+        producer: AIOKafkaProducer,
+        partitions: dict[str, list[int]],
+        batch: int,
+        *,
+        line_numbers: bool = False,
     ) -> None:
         self._producer = producer
         self._partitions = partitions
         self._partitioner = DefaultPartitioner()
         self._batch = batch
-        self._groups: dict[tuple[str, int], tuple[bytes | None, list[bytes], int]] = {}
+        self._groups: dict[tuple[str, int], tuple[bytes | None, list[Line], int]] = {}
         self._pending: list[asyncio.Future[Any]] = []
-        self.report = ProduceReport()
+        self.report = ProduceReport(line_numbers={} if line_numbers else None)
 
     def partition_of(self, line: Line) -> int:
         partitions = self._partitions[line.topic]
@@ -136,13 +152,13 @@ class _Sender:
         tp = (line.topic, self.partition_of(line))
         if self._batch <= 1 or not line.batchable:
             await self._flush_group(tp)
-            await self._send(tp, line.key, line.raw)
+            await self._send(tp, line.key, line.raw, [line.number])
             return
         key, items, size = self._groups.get(tp, (line.key, [], 0))
         if items and size + len(line.raw) + 1 > _BATCH_BYTES:
             await self._flush_group(tp)
             key, items, size = line.key, [], 0
-        items.append(line.raw)
+        items.append(line)
         self._groups[tp] = (key, items, size + len(line.raw) + 1)
         if len(items) >= self._batch:
             await self._flush_group(tp)
@@ -151,21 +167,26 @@ class _Sender:
         group = self._groups.pop(tp, None)
         if group is not None:
             key, items, _ = group
-            await self._send(tp, key, b"[" + b",".join(items) + b"]")
+            value = b"[" + b",".join(item.raw for item in items) + b"]"
+            await self._send(tp, key, value, [item.number for item in items])
 
-    async def _send(self, tp: tuple[str, int], key: bytes | None, value: bytes) -> None:
+    async def _send(
+        self, tp: tuple[str, int], key: bytes | None, value: bytes, numbers: list[int]
+    ) -> None:
         future = await self._producer.send(tp[0], value=value, key=key, partition=tp[1])
-        future.add_done_callback(lambda f, tp=tp: self._acked(tp, f))
+        future.add_done_callback(lambda f, tp=tp: self._acked(tp, f, numbers))
         self._pending.append(future)
         self.report.messages += 1
         if len(self._pending) >= 10_000:
             await self._drain()
 
-    def _acked(self, tp: tuple[str, int], future: asyncio.Future[Any]) -> None:
+    def _acked(self, tp: tuple[str, int], future: asyncio.Future[Any], numbers: list[int]) -> None:
         if not future.cancelled() and future.exception() is None:
             offset = future.result().offset
             if offset > self.report.last_offsets.get(tp, -1):
                 self.report.last_offsets[tp] = offset
+            if self.report.line_numbers is not None:
+                self.report.line_numbers[(tp[0], tp[1], offset)] = numbers
 
     async def _drain(self) -> None:
         pending, self._pending = self._pending, []
@@ -182,14 +203,22 @@ class _Sender:
 
 
 async def produce_file(
-    path: Path, connection: Connection, topics: Topics, *, batch: int = 1
+    path: Path,
+    connection: Connection,
+    topics: Topics,
+    *,
+    batch: int = 1,
+    line_numbers: bool = False,
 ) -> ProduceReport:
     """Send every non-blank line of `path`; returns once every message is acknowledged.
+
+    With `line_numbers`, the report maps each message to the file's lines in it.
 
     Raises:
         InputFileError: the file cannot be read.
         BrokerError: the broker refused or could not be reached.
     """
+    shutdown.phase(f"sending {path} to {connection.bootstrap_servers}")
     producer = AIOKafkaProducer(
         **connection.aiokafka_options(),
         acks="all",
@@ -203,7 +232,7 @@ async def produce_file(
         raise BrokerError(f"cannot connect to {connection.bootstrap_servers}: {exc}") from exc
     try:
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.inputs}
-        sender = _Sender(producer, partitions, batch)
+        sender = _Sender(producer, partitions, batch, line_numbers=line_numbers)
         for line in read_lines(path, topics):
             await sender.add(line)
         report = await sender.close()

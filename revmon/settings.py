@@ -372,6 +372,8 @@ class Settings(BaseSettings):
     )
 
     broker: Annotated[str, AfterValidator(_check_broker)]
+    broker_wait: PositiveDuration
+    embedded_port: Annotated[int, Field(ge=0, le=65535)]
     kafka: KafkaSecurity
     clock: Literal["wall", "event"]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
