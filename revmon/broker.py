@@ -88,6 +88,7 @@ class EmbeddedBroker:
             BrokerError: the binary is missing or the broker did not answer in time.
         """
         shutdown.phase("starting the embedded broker")
+        self._check_free()
         url = f"tcp://{self.host}:{self.port}"
         argv = [
             tansu_binary(),
@@ -114,17 +115,24 @@ class EmbeddedBroker:
             raise
         return self
 
+    def _check_free(self) -> None:
+        """Tansu does not fail on a port in use (its listener shares it): check first."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no user
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                raise BrokerError(
+                    f"embedded broker cannot listen on {self.bootstrap_servers}: "
+                    f"{exc.strerror} (set `embedded_port` to a free port, or 0 for any)"
+                ) from exc
+
     def _wait_started(self, timeout: float) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                if "Address already in use" in err or "AddrInUse" in err:
-                    raise BrokerError(
-                        f"embedded broker cannot listen on {self.bootstrap_servers}: "
-                        "the port is in use (set `embedded_port` to a free port, or 0)"
-                    )
                 raise BrokerError(f"embedded broker exited at start: {err.strip()[:300]}")
             with (
                 contextlib.suppress(OSError),

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 import yaml
@@ -212,8 +213,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line (`revmon: ...`), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the option and how to get help, exit 2."""
+        self.exit(EXIT_USAGE, f"revmon: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="revmon", description="Revenue performance monitoring on Kafka and Prometheus."
     )
     parser.add_argument("--version", action="version", version=f"revmon {__version__}")
@@ -267,10 +276,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `revmon` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
     # Every command, present and future, ends the same way on SIGINT and SIGTERM.
-    shutdown.install(args.command)
+    shutdown.install()
     try:
+        parser = _parser()
+        if not (sys.argv[1:] if argv is None else argv):
+            parser.print_usage(sys.stderr)
+            return EXIT_USAGE
+        args = parser.parse_args(argv)
+        shutdown.command(args.command)
         return int(args.func(args))
     except shutdown.Interrupted as exc:
         return shutdown.report(exc)

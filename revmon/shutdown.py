@@ -64,12 +64,17 @@ class _State:
 _state = _State()
 
 
-def install(command: str) -> None:
-    """Handle SIGINT and SIGTERM for `command` from now on (main thread only)."""
+def install(command: str = "revmon") -> None:
+    """Handle SIGINT and SIGTERM from now on (main thread only); forget earlier signals."""
     global _state
     _state = _State(command=command)
     for sig in SIGNALS:
         signal.signal(sig, _handle)
+
+
+def command(name: str) -> None:
+    """Name the command being run, for the interrupt line."""
+    _state.command = name
 
 
 def phase(doing: str) -> None:

@@ -57,8 +57,8 @@ def wait_ready(daemon: Background, port: int) -> list[int]:
 @pytest.mark.parametrize(
     ("stop", "exit_codes"),
     [
-        pytest.param(signal.SIGTERM, {0}, id="sigterm"),
-        pytest.param(signal.SIGINT, {0}, id="sigint"),
+        pytest.param(signal.SIGTERM, {143}, id="sigterm"),
+        pytest.param(signal.SIGINT, {130}, id="sigint"),
         pytest.param(signal.SIGKILL, {-signal.SIGKILL}, id="sigkill"),
     ],
 )
