@@ -261,7 +261,7 @@ def _share(revmon: Revmon, engine: MetricEngine, wall_clock: Callable[[], float]
         local = engine.partition_partials(now)
         return engine.samples(now, combine(local, exchange.remote, revmon.owned_keys()))
 
-    revmon.registry.register(KpiCollector(evaluate))
+    revmon.registry.register(KpiCollector(evaluate, revmon.settings.currency))
 
     every = set(range(revmon.settings.partitions))
 

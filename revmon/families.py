@@ -48,6 +48,8 @@ class Family:
 
 
 _W = ("window",)
+#: Amount HELP texts end with this; the exposition names the configured currency in it.
+REPORTING_CURRENCY = "in the reporting currency"
 
 
 def _f(
@@ -106,7 +108,8 @@ _FAMILIES: tuple[Family, ...] = (
         "revmon_funnel_time_in_stage_seconds_sum",
         "gauge",
         ("funnel", "stage", *_W),
-        "Sum of time in stage over exits in the window.",
+        "Sum of time in stage over exits in the window; mean time in stage = this / "
+        "sum without (outcome) (revmon_funnel_exits).",
     ),
     # 3.3 marketing
     _f(
@@ -175,7 +178,8 @@ _FAMILIES: tuple[Family, ...] = (
         "revmon_pipeline_cycle_seconds_sum",
         "gauge",
         ("kind", *_W),
-        "Sum of (won_at - created_at) over wins in the window.",
+        "Sum of (won_at - created_at) over wins in the window; mean sales cycle = this / "
+        "revmon_pipeline_won.",
     ),
     _f(
         "3.4",
@@ -350,6 +354,14 @@ _FAMILIES: tuple[Family, ...] = (
 )
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}
+
+
+def help_text(name: str, currency: str) -> str:
+    """The HELP text of family `name`, an amount's naming `currency` (e.g. USD)."""
+    found = FAMILIES.get(name)
+    if found is None:
+        return name
+    return found.help.replace(REPORTING_CURRENCY, f"in {currency}, the reporting currency")
 
 
 def family(name: str) -> Family | None:
