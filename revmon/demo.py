@@ -107,9 +107,8 @@ def summary(registry: CollectorRegistry, settings: Settings) -> str:
         else "waiting"
     )
     currency = settings.currency
-    conversion = total(
-        "revmon_funnel_conversion_ratio", funnel="lead", stage=settings.funnels.lead.stages[0]
-    )
+    stage = settings.funnels.lead.stages[0]
+    conversion = total("revmon_funnel_conversion_ratio", funnel="lead", stage=stage, window=window)
     return (
         f"[{when}] events {int(total('revmon_events_total')):,}"
         f"  rejected {int(total('revmon_events_rejected_total')):,}"
@@ -120,7 +119,7 @@ def summary(registry: CollectorRegistry, settings: Settings) -> str:
         f"  new names {int(total('revmon_marketing_new_names', window=window)):,}"
         f" | open pipeline {currency} {_money(total('revmon_pipeline_open_amount'))}"
         f"  MRR {currency} {_money(total('revmon_mrr_amount'))}"
-        + (f"  lead conversion {conversion:.0%}" if conversion else "")
+        + (f"  {stage} conversion {conversion:.0%}" if conversion else "")
     )
 
 
