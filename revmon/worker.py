@@ -94,6 +94,7 @@ async def run_until(
         return done()
     finally:
         shutdown.phase("stopping the worker")
+        log.info("worker_stopping")
         watch.cancel()
         await app.stop()
         if web is not None:

@@ -212,3 +212,45 @@ def test_simulate_ends_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     argv = revmon_argv("simulate", "--days", "20000", "--out", str(tmp_path / "h.jsonl"))
     writing = Moment("writing", lambda _, __: (tmp_path / "h.jsonl").exists())
     interrupt(argv, writing, sig, tmp_path, _env(port), port)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(signal.SIGTERM, signal.SIGINT, id="sigterm-then-sigint"),
+        pytest.param(signal.SIGINT, signal.SIGTERM, id="sigint-then-sigterm"),
+    ],
+)
+def test_a_signal_during_shutdown_ends_the_process_at_once(
+    tmp_path: Path, first: signal.Signals, second: signal.Signals
+) -> None:
+    """A second signal while `revmon run` stops ends it at once, with the first one's code."""
+    port = free_port()
+
+    def stopping() -> None:
+        command.proc.send_signal(first)
+        poll(
+            lambda: '"event":"worker_stopping"' in command.stderr(),
+            within=5,
+            what="the worker to be stopping",
+            interval=0.01,
+        )
+
+    with background(revmon_argv("run"), env=_env(port), cwd=tmp_path, logs=tmp_path) as command:
+        poll(lambda: _ready(command, port), within=60, what="/readyz 200")
+        command.descendants()
+        stopping()
+        command.proc.send_signal(second)
+        code = command.wait(timeout=GONE_WITHIN)
+        stderr = command.stderr()
+
+        assert code == CODES[first], (code, tail(stderr))
+        assert "Traceback" not in stderr, tail(stderr, 40)
+        interrupted = [line for line in stderr.splitlines() if " interrupted by " in line]
+        assert len(interrupted) == 1, tail(stderr)
+        assert interrupted[0].startswith(f"revmon: run interrupted by {first.name} while ")
+        poll(
+            lambda: not any(p.alive() for p in command.seen.values()),
+            within=5,
+            what="every child to exit",
+        )
