@@ -99,7 +99,8 @@ def caught_up(revmon: Revmon, last_offsets: dict[tuple[str, int], int]) -> bool:
 
 
 def replay_settings(settings: Settings) -> Settings:
-    """Replay runs on the event clock with throw-away, memory-only state of its own."""
+    """Replay runs on the event clock with throw-away, memory-only state (and embedded
+    broker) of its own."""
     worker = settings.worker.model_copy(
         update={
             "app_id": f"revmon-replay-{uuid.uuid4().hex[:12]}",
@@ -107,7 +108,8 @@ def replay_settings(settings: Settings) -> Settings:
             "session_timeout": 6.0,  # a replay's group has one member: join fast
         }
     )
-    return settings.model_copy(update={"clock": "event", "worker": worker})
+    # A replay's embedded broker is its own: any free port, whatever `embedded_port` says.
+    return settings.model_copy(update={"clock": "event", "worker": worker, "embedded_port": 0})
 
 
 async def replay_on(
@@ -162,5 +164,5 @@ def replay(
     """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise)."""
     check_readable(path)
     settings = replay_settings(settings)
-    with broker_for(settings) as servers:
+    with broker_for(settings, announce=False) as servers:  # private: nothing else uses it
         return shutdown.run(replay_on(servers, path, settings, batch=batch, limit=timeout))
