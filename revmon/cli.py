@@ -52,6 +52,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _above_zero(text: str) -> float:
+    """argparse type of a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _day(text: str) -> date:
     """argparse type of a calendar date, YYYY-MM-DD."""
     try:
@@ -243,9 +254,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "the daemon: consume, compute, serve /metrics /healthz /readyz")
     demo = add("demo", cmd_demo, "embedded broker + worker + a live simulated revenue engine")
-    demo.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per second")
+    demo.add_argument(
+        "--speed", type=_above_zero, default=3600.0, help="simulated seconds per second"
+    )
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--history-days", type=int, default=120, help="history replayed first")
+    demo.add_argument("--history-days", type=_positive, default=120, help="history replayed first")
     sim = add("simulate", cmd_simulate, "write a realistic JSON-lines event history")
     sim.add_argument("--days", type=_positive, required=True)
     sim.add_argument("--seed", type=int, default=1)
@@ -267,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--strict", action="store_true", help="exit 1 when any line or message was rejected"
     )
-    replay.add_argument("--timeout", type=float, default=3600.0, help="give up after seconds")
+    replay.add_argument("--timeout", type=_above_zero, default=3600.0, help="give up after seconds")
     schema = add("schema", cmd_schema, "JSON Schemas of events, metric and alert messages")
     schema.add_argument("--out", type=Path, default=None, help="write one file per schema here")
     add("check-config", cmd_check_config, "validate and print the effective config")

@@ -76,6 +76,10 @@ def _cases(tmp: Path, busy: int) -> dict[str, Case]:
             ("replay", events, "--alerts-out", missing), 1, ("--alerts-out", "no such directory")
         ),
         "replay-batch-zero": Case(("replay", events, "--batch", "0"), 2, ("--batch",)),
+        "demo-speed-zero": Case(("demo", "--speed", "0"), 2, ("--speed", "above 0")),
+        "replay-timeout-negative": Case(
+            ("replay", events, "--timeout", "-1"), 2, ("--timeout", "above 0")
+        ),
         "produce-batch-zero": Case(("produce", events, "--batch", "0"), 2, ("--batch", "got 0")),
         "produce-batch-negative": Case(
             ("produce", events, "--batch", "-3"), 2, ("--batch", "got -3")
@@ -118,6 +122,8 @@ CASES = [
     "replay-metrics-out-missing-dir",
     "replay-alerts-out-missing-dir",
     "replay-batch-zero",
+    "replay-timeout-negative",
+    "demo-speed-zero",
     "produce-batch-zero",
     "produce-batch-negative",
     "run-web-port-in-use",
