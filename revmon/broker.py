@@ -237,6 +237,7 @@ async def ensure_topics(
     Raises:
         BrokerError: the cluster cannot be reached or refuses.
     """
+    shutdown.phase(f"creating topics on {connection.bootstrap_servers}")
     compact = set(compacted)
     admin = AIOKafkaAdminClient(**connection.aiokafka_options())
     try:
