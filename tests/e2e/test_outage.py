@@ -26,7 +26,7 @@ from tests.e2e.running import (
 
 pytestmark = pytest.mark.e2e
 
-NOTICE_WITHIN = 10.0  # two missed probes of 2 s each, one second apart, and some slack
+NOTICE_WITHIN = 12.0  # two missed probes of 2 s, one second apart, and slack for a busy host
 
 
 def _env(servers: str, port: int) -> dict[str, str]:
