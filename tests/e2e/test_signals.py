@@ -182,22 +182,27 @@ def _lose(broker: EmbeddedBroker, port: int) -> None:
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
-@pytest.mark.parametrize("command", ["run", "produce"])
+@pytest.mark.parametrize("command", ["run", "produce", "replay"])
 def test_waiting_for_the_broker_ends_on_a_signal(
     tmp_path: Path, command: str, sig: signal.Signals
 ) -> None:
-    """`run` and `produce` waiting for a broker that does not answer end on a signal."""
+    """`run`, `produce` and `replay` waiting for a broker that does not answer end on a signal."""
     port = free_port()
     events = tmp_path / "events.jsonl"
     events.write_text('{"event_id":"e1"}\n')
-    argv = revmon_argv(command, *([str(events)] if command == "produce" else []))
+    argv = revmon_argv(command, *([] if command == "run" else [str(events)]))
     env = _env(port, REVMON_BROKER=f"kafka://127.0.0.1:{free_port()}")
     interrupt(argv, WAITING, sig, tmp_path, env, port)
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
 @pytest.mark.parametrize(
-    "moment", [pytest.param(JOINING, id="joining"), pytest.param(READY, id="processing")]
+    "moment",
+    [
+        pytest.param(STARTING, id="broker-starting"),
+        pytest.param(JOINING, id="joining"),
+        pytest.param(READY, id="processing"),
+    ],
 )
 def test_demo_ends_on_a_signal(tmp_path: Path, moment: Moment, sig: signal.Signals) -> None:
     """`revmon demo` ends within 10 s on SIGINT or SIGTERM, broker child included."""
