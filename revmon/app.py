@@ -74,6 +74,9 @@ class Revmon:
     #: `now` and every SPEC §3.1–§3.8 sample, or None when this worker does not export them.
     kpi_samples: Callable[[], Evaluation | None] = lambda: None
     alerting: AlertService | None = None
+    connection: Connection | None = None
+    #: False while the broker does not answer (revmon.worker.watch_broker).
+    broker_reachable: bool = True
 
     def newest(self) -> float | None:
         """The greatest `occurred_at` applied on any partition, this worker's or another's."""
@@ -85,9 +88,15 @@ class Revmon:
         return wall_clock() if self.settings.clock == "wall" else self.newest()
 
     def ready(self) -> bool:
-        """True once partitions are assigned and table state is recovered."""
+        """True once partitions are assigned and table state is recovered, while the
+        broker answers."""
         recovery = self.app.tables.recovery
-        return self.assigned and recovery.completed.is_set() and not self.app.rebalancing
+        return (
+            self.assigned
+            and recovery.completed.is_set()
+            and not self.app.rebalancing
+            and self.broker_reachable
+        )
 
     def load_owned_state(self) -> None:
         """Recover every owned partition's state now, not at its first message.
@@ -231,7 +240,7 @@ def build(
     holder["ingest"] = ingest
     exchange = Exchange(connection, partials_topic(settings))
     app.add_dependency(exchange)
-    revmon = Revmon(settings, app, ingest, registry, metrics, exchange)
+    revmon = Revmon(settings, app, ingest, registry, metrics, exchange, connection=connection)
     holder["revmon"] = revmon
     if isinstance(engine, MetricEngine):
         evaluate = _share(revmon, engine, wall_clock)
@@ -325,7 +334,7 @@ def _share(
         return None if evaluation is None else evaluation.samples
 
     revmon.kpi_samples = evaluate
-    revmon.registry.register(KpiCollector(samples))
+    revmon.registry.register(KpiCollector(samples, revmon.settings.currency))
 
     every = set(range(revmon.settings.partitions))
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from revmon import shutdown
 from revmon.errors import BrokerError
 from revmon.settings import KafkaSecurity, Settings
 
@@ -85,6 +89,8 @@ class EmbeddedBroker:
         Raises:
             BrokerError: the binary is missing or the broker did not answer in time.
         """
+        shutdown.phase("starting the embedded broker")
+        self._check_free()
         url = f"tcp://{self.host}:{self.port}"
         argv = [
             tansu_binary(),
@@ -104,6 +110,27 @@ class EmbeddedBroker:
             preexec_fn=_die_with_parent,  # revmon starts brokers from its main thread
             start_new_session=True,  # Ctrl-C in a terminal goes to revmon, which stops us in order
         )
+        try:
+            self._wait_started(timeout)
+        except BaseException:  # a signal or a failure: never leave the child behind
+            self.stop()
+            raise
+        return self
+
+    def _check_free(self) -> None:
+        """Tansu does not fail on a port in use (its listener shares it): check first."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no user
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                raise BrokerError(
+                    f"embedded broker cannot listen on {self.bootstrap_servers}: "
+                    f"{exc.strerror} (set `embedded_port` to a free port, or 0 for any)"
+                ) from exc
+
+    def _wait_started(self, timeout: float) -> None:
+        assert self._proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -114,10 +141,11 @@ class EmbeddedBroker:
                 socket.create_connection((self.host, self.port), 0.2),
             ):
                 log.info("broker_started", bootstrap=self.bootstrap_servers, pid=self._proc.pid)
-                return self
+                return
             time.sleep(0.05)
-        self.stop()
-        raise BrokerError(f"embedded broker did not answer on {url} within {timeout:.0f}s")
+        raise BrokerError(
+            f"embedded broker did not answer on {self.bootstrap_servers} within {timeout:.0f}s"
+        )
 
     def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL) and reap it; safe to call twice."""
@@ -142,13 +170,24 @@ class EmbeddedBroker:
 
 
 @contextlib.contextmanager
-def broker_for(settings: Settings) -> Iterator[str]:
-    """Bootstrap servers for the configured broker, starting the embedded one if asked."""
+def broker_for(settings: Settings, *, announce: bool = True) -> Iterator[str]:
+    """Bootstrap servers for the configured broker, starting the embedded one if asked.
+
+    The embedded broker listens on `embedded_port` (0: any free port); with `announce`
+    its address is printed as one line on stderr, for `revmon produce` to use.
+    """
     servers = settings.bootstrap_servers
     if servers is not None:
         yield servers
         return
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(port=settings.embedded_port or None) as broker:
+        if announce:
+            print(
+                f"revmon: embedded broker at {broker.bootstrap_servers} "
+                f"(REVMON_BROKER=kafka://{broker.bootstrap_servers} to produce into it)",
+                file=sys.stderr,
+                flush=True,
+            )
         yield broker.bootstrap_servers
 
 
@@ -200,6 +239,7 @@ async def ensure_topics(
     Raises:
         BrokerError: the cluster cannot be reached or refuses.
     """
+    shutdown.phase(f"creating topics on {connection.bootstrap_servers}")
     compact = set(compacted)
     admin = AIOKafkaAdminClient(**connection.aiokafka_options())
     try:
@@ -225,3 +265,81 @@ async def ensure_topics(
         raise BrokerError(f"cannot create topics on {connection.bootstrap_servers}: {exc}") from exc
     finally:
         await admin.close()
+
+
+# ApiVersions v0 (api key 18): the request every Kafka client sends first; any broker
+# answers it before authentication, so an answer means the broker itself is up.
+_API_VERSIONS = struct.pack(">hhih6s", 18, 0, 1, 6, b"revmon")
+_PROBE_REQUEST = struct.pack(">i", len(_API_VERSIONS)) + _API_VERSIONS
+
+
+async def _answers(connection: Connection, server: str, within: float) -> str | None:
+    """None when the broker at `server` answers a Kafka request, else what went wrong."""
+    host, _, port = server.rpartition(":")
+    writer = None
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(
+                host.strip("[]"), int(port), ssl=connection.ssl_context()
+            )
+            writer.write(_PROBE_REQUEST)
+            await writer.drain()
+            await reader.readexactly(8)  # size and correlation id of the answer
+        return None
+    except TimeoutError:
+        return f"no answer within {within:.0f}s"
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def probe(connection: Connection, within: float = 2.0) -> str | None:
+    """None when any bootstrap server answers a Kafka request, else the last problem seen."""
+    problem: str | None = "no bootstrap server"
+    for server in connection.bootstrap_servers.split(","):
+        problem = await _answers(connection, server, within)
+        if problem is None:
+            return None
+    return problem
+
+
+async def wait_for_broker(connection: Connection, limit: float) -> None:
+    """Wait until the broker answers, retrying with bounded backoff (0.5 s doubling to 5 s).
+
+    Each failed attempt is one `broker_wait` log line. Under docker-compose or Kubernetes
+    Kafka often starts after revmon; waiting here avoids a crash loop.
+
+    Raises:
+        BrokerError: no answer within `limit` seconds.
+    """
+    shutdown.phase(f"waiting for the broker at {connection.bootstrap_servers}")
+    deadline = time.monotonic() + limit
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        problem = await probe(connection)
+        if problem is None:
+            if attempt > 1:
+                log.info("broker_reachable", servers=connection.bootstrap_servers)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BrokerError(
+                f"the broker at {connection.bootstrap_servers} did not answer within "
+                f"{limit:.0f}s ({problem}): check `broker:` and that Kafka is up "
+                "(`broker_wait` sets how long to wait)"
+            )
+        pause = min(delay, left)
+        log.warning(
+            "broker_wait",
+            servers=connection.bootstrap_servers,
+            attempt=attempt,
+            problem=problem,
+            retry_in=round(pause, 1),
+        )
+        await asyncio.sleep(pause)
+        delay = min(delay * 2, 5.0)

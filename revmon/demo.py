@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from revmon import app as app_module
-from revmon.broker import Connection, EmbeddedBroker
+from revmon import shutdown
+from revmon.broker import Connection, broker_for
 from revmon.produce import route
 from revmon.settings import Settings
 from revmon.simulate import SimulationConfig, simulate
@@ -81,11 +81,24 @@ async def feed(
         await producer.stop()
 
 
-def summary(registry: CollectorRegistry) -> str:
-    """One line for the terminal: simulated date and the operational counters."""
+def _money(amount: float) -> str:
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(amount) >= size:
+            return f"{amount / size:,.1f}{suffix}"
+    return f"{amount:,.0f}"
 
-    def total(name: str) -> int:
-        return int(sum(s.value for m in registry.collect() for s in m.samples if s.name == name))
+
+def summary(registry: CollectorRegistry, settings: Settings) -> str:
+    """One line for the terminal: simulated date, counters and a few revenue figures."""
+    collected = [s for m in registry.collect() for s in m.samples]
+    window = "30d" if "30d" in settings.windows else settings.windows[0]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for s in collected
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     watermark = registry.get_sample_value("revmon_watermark_seconds")
     when = (
@@ -93,10 +106,20 @@ def summary(registry: CollectorRegistry) -> str:
         if watermark
         else "waiting"
     )
+    currency = settings.currency
+    stage = settings.funnels.lead.stages[0]
+    conversion = total("revmon_funnel_conversion_ratio", funnel="lead", stage=stage, window=window)
     return (
-        f"[{when}] events {total('revmon_events_total'):,}"
-        f"  rejected {total('revmon_events_rejected_total'):,}"
-        f"  duplicates {total('revmon_events_duplicate_total'):,}"
+        f"[{when}] events {int(total('revmon_events_total')):,}"
+        f"  rejected {int(total('revmon_events_rejected_total')):,}"
+        f"  duplicates {int(total('revmon_events_duplicate_total')):,}"
+        f" | {window}: revenue {currency} {_money(total('revmon_revenue_amount', window=window))}"
+        f"  pipeline created {currency} "
+        f"{_money(total('revmon_pipeline_created_amount', window=window))}"
+        f"  new names {int(total('revmon_marketing_new_names', window=window)):,}"
+        f" | open pipeline {currency} {_money(total('revmon_pipeline_open_amount'))}"
+        f"  MRR {currency} {_money(total('revmon_mrr_amount'))}"
+        + (f"  {stage} conversion {conversion:.0%}" if conversion else "")
     )
 
 
@@ -111,23 +134,23 @@ async def _demo(
     start = now - timedelta(days=days)
     live_from = now.timestamp()
     config = SimulationConfig.from_settings(settings, days=days + 3650, seed=seed, start=start)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"revmon demo: metrics at {web.url}/metrics  (Ctrl-C to stop)", file=out, flush=True)
+    print(
+        f"revmon demo: broker at {servers}, metrics at {web.url}/metrics  (Ctrl-C to stop)",
+        file=out,
+        flush=True,
+    )
 
     async def report() -> None:
         while True:
             await asyncio.sleep(SUMMARY_EVERY)
-            print(summary(revmon.registry), file=out, flush=True)
+            print(summary(revmon.registry, settings), file=out, flush=True)
 
     tasks = [
         asyncio.create_task(feed(connection, settings, config, speed, live_from)),
         asyncio.create_task(report()),
     ]
     try:
-        await run_until(revmon, stop.is_set, limit=float("inf"), web=web)
+        await run_until(revmon, lambda: False, limit=float("inf"), web=web)
     finally:
         for task in tasks:
             task.cancel()
@@ -137,11 +160,15 @@ async def _demo(
 
 
 def run_demo(settings: Settings, *, speed: float, seed: int, history_days: int) -> int:
-    """Run the demo until SIGINT or SIGTERM; returns the exit code."""
+    """Run the demo until SIGINT or SIGTERM (`revmon.shutdown.Interrupted`).
+
+    Raises:
+        Interrupted: always, in the end: the demo runs until it is stopped.
+    """
     settings = demo_settings(settings)
-    with EmbeddedBroker() as broker:
-        asyncio.run(
-            _demo(settings, broker.bootstrap_servers, speed, seed, history_days, sys.stdout)
-        )
-    print("revmon demo: stopped", file=sys.stdout, flush=True)
+    try:
+        with broker_for(settings, announce=False) as servers:
+            shutdown.run(_demo(settings, servers, speed, seed, history_days, sys.stdout))
+    finally:
+        print("revmon demo: stopped", file=sys.stdout, flush=True)
     return 0

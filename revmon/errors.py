@@ -5,7 +5,9 @@
     RevmonError
     ├── ConfigError      the configuration file or a REVMON_* variable is invalid
     ├── BrokerError      the Kafka broker cannot be started or reached
-    └── InputFileError   a file given on the command line cannot be read
+    ├── InputFileError   a file given on the command line cannot be read
+    ├── OutputFileError  a file or directory given on the command line cannot be written
+    └── WebError         the HTTP endpoints cannot listen on web_host:web_port
 
 A rejected *event* is not an exception: it is data (counted, logged, dead-lettered).
 """
@@ -25,3 +27,11 @@ class BrokerError(RevmonError):
 
 class InputFileError(RevmonError):
     """A file named on the command line is missing or unreadable: check the path."""
+
+
+class OutputFileError(RevmonError):
+    """A file or directory to write cannot be written: check that its directory exists."""
+
+
+class WebError(RevmonError):
+    """The HTTP endpoints cannot listen: free the port, or set `web_port` / `web_host`."""

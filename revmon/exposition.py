@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from revmon import __version__
 from revmon.events import EVENT_TYPES, Reason
-from revmon.families import state_families
+from revmon.families import help_text, state_families
 from revmon.kpi.ledger import Sample
 from revmon.settings import Settings
 
@@ -216,8 +216,11 @@ class KpiCollector(Collector):
     `evaluate()` returns the samples, or None when this worker does not export them.
     """
 
-    def __init__(self, evaluate: Callable[[], Sequence[Sample] | None]) -> None:
+    def __init__(
+        self, evaluate: Callable[[], Sequence[Sample] | None], currency: str = "USD"
+    ) -> None:
         self._evaluate = evaluate
+        self._help = {name: help_text(name, currency) for name in METRIC_HELP}
 
     def collect(self) -> Iterable[Metric]:
         samples = self._evaluate()
@@ -229,7 +232,7 @@ class KpiCollector(Collector):
             family = families.get(name)
             if family is None:
                 kind = "gaugehistogram" if name in GAUGE_HISTOGRAMS else "gauge"
-                family = families[name] = Metric(name, METRIC_HELP.get(name, name), kind)
+                family = families[name] = Metric(name, self._help.get(name, name), kind)
             family.add_sample(sample.name, dict(sample.labels), sample.value)
         yield from families.values()
 

@@ -48,6 +48,8 @@ class Family:
 
 
 _W = ("window",)
+#: Amount HELP texts end with this; the exposition names the configured currency in it.
+REPORTING_CURRENCY = "in the reporting currency"
 
 
 def _f(
@@ -437,6 +439,14 @@ _FAMILIES: tuple[Family, ...] = (
 )
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}
+
+
+def help_text(name: str, currency: str) -> str:
+    """The HELP text of family `name`, an amount's naming `currency` (e.g. USD)."""
+    found = FAMILIES.get(name)
+    if found is None:
+        return name
+    return found.help.replace(REPORTING_CURRENCY, f"in {currency}, the reporting currency")
 
 
 def family(name: str) -> Family | None:

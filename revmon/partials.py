@@ -128,4 +128,3 @@ class Exchange(Service):  # type: ignore[misc]  # mode is untyped
                             self.remote[record.key.decode()] = decode(record.value)
         finally:
             await consumer.stop()
-

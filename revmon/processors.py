@@ -132,6 +132,8 @@ class Ingest:
         self._horizon = dedupe_horizon
         self._states: dict[int, PartitionState] = {}
         self._events = {t: metrics.events.labels(type=t) for t in EVENT_TYPES}
+        #: Called with each rejection after it is counted (`replay` names the file's line).
+        self.on_reject: list[Callable[[Message, Rejection], None]] = []
 
     def state(self, partition: int) -> PartitionState:
         """The partition's state, recovered from the table the first time it is needed."""
@@ -226,6 +228,8 @@ class Ingest:
             batch_index=rejection.index,
         )
         self._dead_letters.send(message, rejection)
+        for callback in self.on_reject:
+            callback(message, rejection)
 
 
 _FACT_MESSAGE_BYTES = 900 * 1024  # under Kafka's default 1 MiB message limit

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from revmon import shutdown
 from revmon.broker import Connection
 from revmon.errors import BrokerError, InputFileError
 from revmon.events import MAX_MESSAGE_BYTES
@@ -58,11 +59,21 @@ class Line:
 
 @dataclass
 class ProduceReport:
-    """What was sent: lines, messages, and the last acknowledged offset of each partition."""
+    """What was sent: lines, messages, the last acknowledged offset of each partition, and
+    (`replay` asks for it) the file's line numbers in each acknowledged message."""
 
     lines: int = 0
     messages: int = 0
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    line_numbers: dict[tuple[str, int, int], list[int]] | None = None
+
+    def line_of(self, topic: str, partition: int, offset: int, index: int | None) -> int | None:
+        """The file's line number of a message (or of element `index` of a batch)."""
+        numbers = (self.line_numbers or {}).get((topic, partition, offset))
+        if not numbers:
+            return None
+        position = index or 0
+        return numbers[position] if position < len(numbers) else None
 
 
 def route(raw: bytes, topics: Topics) -> tuple[str, bytes | None, bool]:
@@ -135,15 +146,23 @@ class _Sender:
     """Groups lines per partition and sends them, keeping the last acked offset per partition."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, partitions: dict[str, list[int]], batch: int
+        self,
+        producer: AIOKafkaProducer,
+        partitions: dict[str, list[int]],
+        batch: int,
+        *,
+        line_numbers: bool = False,
+        report: ProduceReport | None = None,
     ) -> None:
         self._producer = producer
         self._partitions = partitions
         self._partitioner = DefaultPartitioner()
         self._batch = batch
-        self._groups: dict[tuple[str, int], tuple[bytes | None, list[bytes], int]] = {}
+        self._groups: dict[tuple[str, int], tuple[bytes | None, list[Line], int]] = {}
         self._pending: list[asyncio.Future[Any]] = []
-        self.report = ProduceReport()
+        self.report = report if report is not None else ProduceReport()
+        if line_numbers and self.report.line_numbers is None:
+            self.report.line_numbers = {}
 
     def partition_of(self, line: Line) -> int:
         partitions = self._partitions[line.topic]
@@ -156,13 +175,13 @@ class _Sender:
         tp = (line.topic, self.partition_of(line))
         if self._batch <= 1 or not line.batchable:
             await self._flush_group(tp)
-            await self._send(tp, line.key, line.raw)
+            await self._send(tp, line.key, line.raw, [line.number])
             return
         key, items, size = self._groups.get(tp, (line.key, [], 0))
         if items and size + len(line.raw) + 1 > _BATCH_BYTES:
             await self._flush_group(tp)
             key, items, size = line.key, [], 0
-        items.append(line.raw)
+        items.append(line)
         self._groups[tp] = (key, items, size + len(line.raw) + 1)
         if len(items) >= self._batch:
             await self._flush_group(tp)
@@ -171,21 +190,26 @@ class _Sender:
         group = self._groups.pop(tp, None)
         if group is not None:
             key, items, _ = group
-            await self._send(tp, key, b"[" + b",".join(items) + b"]")
+            value = b"[" + b",".join(item.raw for item in items) + b"]"
+            await self._send(tp, key, value, [item.number for item in items])
 
-    async def _send(self, tp: tuple[str, int], key: bytes | None, value: bytes) -> None:
+    async def _send(
+        self, tp: tuple[str, int], key: bytes | None, value: bytes, numbers: list[int]
+    ) -> None:
         future = await self._producer.send(tp[0], value=value, key=key, partition=tp[1])
-        future.add_done_callback(lambda f, tp=tp: self._acked(tp, f))
+        future.add_done_callback(lambda f, tp=tp: self._acked(tp, f, numbers))
         self._pending.append(future)
         self.report.messages += 1
         if len(self._pending) >= 10_000:
             await self._drain()
 
-    def _acked(self, tp: tuple[str, int], future: asyncio.Future[Any]) -> None:
+    def _acked(self, tp: tuple[str, int], future: asyncio.Future[Any], numbers: list[int]) -> None:
         if not future.cancelled() and future.exception() is None:
             offset = future.result().offset
             if offset > self.report.last_offsets.get(tp, -1):
                 self.report.last_offsets[tp] = offset
+            if self.report.line_numbers is not None:
+                self.report.line_numbers[(tp[0], tp[1], offset)] = numbers
 
     async def _drain(self) -> None:
         pending, self._pending = self._pending, []
@@ -214,18 +238,23 @@ async def produce_file(
     batch: int = 1,
     slice_seconds: float | None = None,
     on_slice: SliceDone | None = None,
+    line_numbers: bool = False,
+    report: ProduceReport | None = None,
 ) -> ProduceReport:
     """Send every non-blank line of `path`; returns once every message is acknowledged.
 
     With `slice_seconds`, the file is sent in slices of event time (a slice ends before
     the first line whose occurred_at lies that far past the slice's first one): after
     each, every message is acknowledged and `on_slice` is awaited (`replay` waits there
-    until the worker has applied the slice, then evaluates the alert rules).
+    until the worker has applied the slice, then evaluates the alert rules). With
+    `line_numbers`, the report maps each message to the file's lines in it. `report` is
+    the report to fill, for a caller that reads it while the file is being sent.
 
     Raises:
         InputFileError: the file cannot be read.
         BrokerError: the broker refused or could not be reached.
     """
+    shutdown.phase(f"sending {path} to {connection.bootstrap_servers}")
     producer = AIOKafkaProducer(
         **connection.aiokafka_options(),
         acks="all",
@@ -239,7 +268,7 @@ async def produce_file(
         raise BrokerError(f"cannot connect to {connection.bootstrap_servers}: {exc}") from exc
     try:
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.inputs}
-        sender = _Sender(producer, partitions, batch)
+        sender = _Sender(producer, partitions, batch, line_numbers=line_numbers, report=report)
         began: float | None = None
         for line in read_lines(path, topics):
             if slice_seconds is not None and line.at is not None:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from revmon import app as app_module
+from revmon import shutdown
 from revmon.app import Revmon
-from revmon.broker import Connection, broker_for
+from revmon.broker import Connection, broker_for, wait_for_broker
+from revmon.events import Rejection
 from revmon.exposition import render
+from revmon.processors import Message
 from revmon.produce import ProduceReport, check_readable, produce_file
 from revmon.settings import Settings
 
@@ -23,6 +28,45 @@ log = structlog.get_logger(__name__)
 
 #: Event time between two evaluations of the alert rules in a replay.
 DEFAULT_STEP = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What the worker made of the replayed events (its operational counters)."""
+
+    applied: int = 0  # late ones included
+    late: int = 0
+    duplicate: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # by reason
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> Tally:
+        """Read the counters of a worker's registry."""
+        totals: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        for family in registry.collect():
+            for sample in family.samples:
+                if sample.name == "revmon_events_rejected_total":
+                    rejected[sample.labels["reason"]] += int(sample.value)
+                else:
+                    totals[sample.name] += int(sample.value)
+        return cls(
+            applied=totals["revmon_events_total"],
+            late=totals["revmon_events_late_total"],
+            duplicate=totals["revmon_events_duplicate_total"],
+            rejected={reason: n for reason, n in sorted(rejected.items()) if n},
+        )
+
+    @property
+    def rejected_total(self) -> int:
+        """Rejected messages and batch elements, all reasons."""
+        return sum(self.rejected.values())
+
+    def summary(self) -> str:
+        """`12 applied (1 late), 2 duplicate, 3 rejected (malformed_json 2, invalid_field 1)`."""
+        reasons = ", ".join(f"{reason} {n}" for reason, n in self.rejected.items())
+        rejected = f"{self.rejected_total} rejected" + (f" ({reasons})" if reasons else "")
+        return f"{self.applied} applied ({self.late} late), {self.duplicate} duplicate, {rejected}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +79,7 @@ class ReplayResult:
     alerts: list[dict[str, Any]]  # every alerts-topic message, in order
     produce_seconds: float
     process_seconds: float  # waiting for the worker to apply what was produced
+    tally: Tally = field(default_factory=Tally)
 
 
 def reached(
@@ -60,7 +105,8 @@ def caught_up(revmon: Revmon, last_offsets: dict[tuple[str, int], int]) -> bool:
 
 
 def replay_settings(settings: Settings) -> Settings:
-    """Replay runs on the event clock with throw-away, memory-only state of its own."""
+    """Replay runs on the event clock with throw-away, memory-only state (and embedded
+    broker) of its own."""
     worker = settings.worker.model_copy(
         update={
             "app_id": f"revmon-replay-{uuid.uuid4().hex[:12]}",
@@ -68,7 +114,8 @@ def replay_settings(settings: Settings) -> Settings:
             "session_timeout": 6.0,  # a replay's group has one member: join fast
         }
     )
-    return settings.model_copy(update={"clock": "event", "worker": worker})
+    # A replay's embedded broker is its own: any free port, whatever `embedded_port` says.
+    return settings.model_copy(update={"clock": "event", "worker": worker, "embedded_port": 0})
 
 
 async def replay_on(
@@ -89,11 +136,16 @@ async def replay_on(
     it, everything is produced first, processed at full speed, and evaluated once at the end.
     """
     connection = Connection(servers, settings.kafka)
+    await wait_for_broker(connection, settings.broker_wait)
     await app_module.prepare_topics(settings, connection)
     revmon = app_module.build(settings, connection, alerts_on_timer=False)
     app = revmon.app
     alerting = revmon.alerting
     timings = {"produce": 0.0, "process": 0.0}
+    produced = ProduceReport(line_numbers={})  # filled as the file is sent
+    revmon.ingest.on_reject.append(
+        lambda message, rejection: _name_line(path, produced, message, rejection)
+    )
 
     async def until(condition: Callable[[], bool]) -> None:
         while not condition():
@@ -115,10 +167,9 @@ async def replay_on(
         timings["process"] += time.monotonic() - began
 
     finished = False
-    produced = ProduceReport()
     if step is None:  # everything first: the worker then runs at full speed (`make bench`)
         began = time.monotonic()
-        produced = await produce_file(path, connection, settings.topics, batch=batch)
+        await produce_file(path, connection, settings.topics, batch=batch, report=produced)
         timings["produce"] = time.monotonic() - began
     await app.start()
     try:
@@ -127,13 +178,14 @@ async def replay_on(
             await until(evaluated)
             if step is not None:
                 began = time.monotonic()
-                produced = await produce_file(
+                await produce_file(
                     path,
                     connection,
                     settings.topics,
                     batch=batch,
                     slice_seconds=step,
                     on_slice=applied,
+                    report=produced,
                 )
                 timings["produce"] = time.monotonic() - began - timings["process"]
             await applied(produced)
@@ -151,6 +203,19 @@ async def replay_on(
         alerts,
         timings["produce"],
         timings["process"],
+        Tally.of(revmon.registry),
+    )
+
+
+def _name_line(path: Path, produced: ProduceReport, message: Message, rejection: Rejection) -> None:
+    """Log a rejection with the file's line number, the position a person can look up."""
+    line = produced.line_of(message.topic, message.partition, message.offset, rejection.index)
+    log.warning(
+        "line_rejected",
+        file=str(path),
+        line=line,
+        reason=rejection.reason.value,
+        detail=rejection.detail,
     )
 
 
@@ -165,7 +230,7 @@ def replay(
     """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise)."""
     check_readable(path)
     settings = replay_settings(settings)
-    with broker_for(settings) as servers:
-        return asyncio.run(
+    with broker_for(settings, announce=False) as servers:  # private: nothing else uses it
+        return shutdown.run(
             replay_on(servers, path, settings, batch=batch, limit=timeout, step=step)
         )

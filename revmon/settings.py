@@ -440,6 +440,8 @@ class Settings(BaseSettings):
     )
 
     broker: Annotated[str, AfterValidator(_check_broker)]
+    broker_wait: PositiveDuration
+    embedded_port: Annotated[int, Field(ge=0, le=65535)]
     kafka: KafkaSecurity
     clock: Literal["wall", "event"]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
@@ -545,14 +547,20 @@ class _StrictEnvSource(EnvSettingsSource):
         try:
             return super().__call__()
         except ValueError as exc:
-            # pydantic-settings names only the top-level field; find the variable itself.
+            # pydantic-settings names only the top-level field (and its own class name);
+            # find the variable itself.
+            field = re.search(r'field "([^"]+)"', str(exc))
             for name, value in ours.items():
                 try:
                     json.loads(value)
                 except ValueError:
-                    if "__" in name or value.lstrip()[:1] in ("[", "{"):
+                    head = name.upper()[len(ENV_PREFIX) :].split("__", 1)[0]
+                    named = field is not None and head == field.group(1).upper()
+                    if named or "__" in name or value.lstrip()[:1] in ("[", "{"):
                         raise _EnvKeyError(
-                            name, "not valid JSON (lists and mappings are given as JSON)"
+                            name,
+                            "not valid JSON (lists and mappings are given as JSON, "
+                            f'e.g. {ENV_PREFIX}WINDOWS=\'["7d", "30d"]\')',
                         ) from exc
             raise
 
@@ -581,6 +589,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (line {line})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

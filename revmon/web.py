@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from revmon.errors import WebError
 from revmon.exposition import render
 
 
@@ -23,13 +25,39 @@ def make_app(registry: CollectorRegistry, ready: Callable[[], bool]) -> web.Appl
     async def readyz(_: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: joining the group or recovering state\n")
+        return web.Response(
+            status=503,
+            text="not ready: joining the group, recovering state, or the broker does not answer\n",
+        )
 
     application = web.Application()
     application.router.add_get("/metrics", metrics)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     return application
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail before anything starts when `host:port` cannot be bound (port 0: any port).
+
+    Raises:
+        WebError: the port is in use, or the address is not this machine's.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise WebError(f"cannot serve on {host}:{port} (web_host): {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise WebError(
+                f"cannot serve on {host}:{port} (web_host, web_port): {exc.strerror}"
+            ) from exc
 
 
 class WebServer:
@@ -49,10 +77,21 @@ class WebServer:
         return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
-        """Bind and serve."""
+        """Bind and serve.
+
+        Raises:
+            WebError: the address cannot be bound (most often: the port is in use).
+        """
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise WebError(
+                f"cannot serve on {self._host}:{self._port} (web_host, web_port): "
+                f"{exc.strerror or exc}"
+            ) from exc
 
     async def stop(self) -> None:
         """Stop serving."""

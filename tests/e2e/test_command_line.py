@@ -76,7 +76,8 @@ def test_produce_without_an_external_broker_says_how_to_name_one(tmp_path: Path)
 
 
 def test_produce_to_an_unreachable_broker_fails_in_one_line(tmp_path: Path) -> None:
-    """`revmon produce` to a broker nobody listens on exits 1 naming the address."""
+    """`revmon produce` to a broker nobody listens on exits 1 naming the address once
+    `broker_wait` is over."""
     events = tmp_path / "events.jsonl"
     events.write_bytes(EVENT)
     address = f"127.0.0.1:{free_port()}"
@@ -84,7 +85,7 @@ def test_produce_to_an_unreachable_broker_fails_in_one_line(tmp_path: Path) -> N
     result = revmon(
         "produce",
         str(events),
-        env=clean_env(REVMON_BROKER=f"kafka://{address}"),
+        env=clean_env(REVMON_BROKER=f"kafka://{address}", REVMON_BROKER_WAIT="1s"),
         cwd=tmp_path,
         timeout=60,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -39,8 +40,18 @@ def events_counted(port: int) -> float | None:
     return total or None
 
 
+def _figures(stdout: str) -> bool:
+    """True once a summary line shows non-zero revenue, pipeline created and new names."""
+    pattern = re.compile(r"revenue USD (\S+)  pipeline created USD (\S+)  new names (\S+) \|")
+    return any(
+        all(value not in ("0", "0.0") for value in match.groups())
+        for match in pattern.finditer(stdout)
+    )
+
+
 def test_make_demo_counts_events_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    """`make demo` counts events within 60 s, prints its URL, and Ctrl-C stops every process."""
+    """`make demo` counts events within 60 s, prints its URL and non-zero revenue figures, and
+    Ctrl-C stops every process."""
     port = free_port()
     env = clean_env(REVMON_WEB_PORT=str(port))
 
@@ -54,6 +65,12 @@ def test_make_demo_counts_events_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         poll(counting, within=60, what="/metrics to count events", interval=0.25)
         url = f"http://127.0.0.1:{port}/metrics"
         poll(lambda: url in demo.stdout(), within=5, what=f"{url} in the output")
+        poll(
+            lambda: _figures(demo.stdout()),
+            within=30,
+            what="a summary line with revenue, pipeline and new names above 0",
+            interval=0.25,
+        )
         brokers = [p for p in demo.descendants() if "tansu" in p.cmdline]
         assert len(brokers) == 1, [p.cmdline for p in demo.descendants()]
         everything: list[Proc] = [*group_members(demo.pid), *brokers]

@@ -57,8 +57,8 @@ def wait_ready(daemon: Background, port: int) -> list[int]:
 @pytest.mark.parametrize(
     ("stop", "exit_codes"),
     [
-        pytest.param(signal.SIGTERM, {0}, id="sigterm"),
-        pytest.param(signal.SIGINT, {0}, id="sigint"),
+        pytest.param(signal.SIGTERM, {143}, id="sigterm"),
+        pytest.param(signal.SIGINT, {130}, id="sigint"),
         pytest.param(signal.SIGKILL, {-signal.SIGKILL}, id="sigkill"),
     ],
 )
@@ -90,6 +90,17 @@ def test_run_serves_endpoints_and_its_broker_dies_with_it(
         assert code in exit_codes, (code, tail(daemon.stderr()))
         poll(lambda: not broker.alive(), within=GONE_WITHIN, what=f"broker {broker.pid} to exit")
         assert "Traceback" not in daemon.stderr()
+        if stop != signal.SIGKILL:
+            _assert_quiet_and_clean(daemon)
+
+
+def _assert_quiet_and_clean(daemon: Background) -> None:
+    """No Faust service chatter below WARNING, no terminal control bytes on a pipe."""
+    output = daemon.stdout() + daemon.stderr()
+    assert not [c for c in output if c in "\b\x1b"], repr(output[-500:])
+    assert "Creating topic" not in output
+    assert "Starting..." not in output
+    assert daemon.stdout() == ""
 
 
 def test_run_survives_a_message_over_one_mebibyte(broker: EmbeddedBroker, tmp_path: Path) -> None:
