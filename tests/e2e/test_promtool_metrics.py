@@ -38,7 +38,18 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The final exposition of a replayed 120-day history with expiry and a target."""
     work = tmp_path_factory.mktemp("promtool")
     history, config, metrics = work / "h.jsonl", work / "c.yaml", work / "m.prom"
-    made = revmon("simulate", "--days", "120", "--seed", "3", "--out", str(history), cwd=work)
+    made = revmon(
+        "simulate",
+        "--days",
+        "120",
+        "--seed",
+        "3",
+        "--end",
+        "2025-05-01",
+        "--out",
+        str(history),
+        cwd=work,
+    )
     assert made.code == 0, made.stderr
     config.write_text(EXPIRE + TARGETS)
     result = revmon(
