@@ -79,12 +79,18 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a file end to end and write the final exposition."""
     from revmon.logs import configure
-    from revmon.replay import replay
+    from revmon.replay import Cutoff, replay
 
     settings = _settings(args)
     configure(args.log_level)
+    until = Cutoff.parse(args.until, settings.timezone) if args.until is not None else None
     result = replay(
-        args.file, settings, batch=args.batch, timeout=args.timeout, step=args.alert_step
+        args.file,
+        settings,
+        batch=args.batch,
+        timeout=args.timeout,
+        step=args.alert_step,
+        until=until,
     )
     if not result.caught_up:
         raise RevmonError(f"replay did not catch up within {args.timeout:.0f}s")
@@ -101,6 +107,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the weekly revenue review to a directory."""
+    from revmon.logs import configure
+    from revmon.replay import Cutoff
+    from revmon.report import Source, write
+
+    settings = _settings(args)
+    configure(args.log_level)
+    until = Cutoff.parse(args.until, settings.timezone) if args.until is not None else None
+    if args.from_log is not None:
+        from revmon.report.log import from_log
+
+        weeks = from_log(
+            args.from_log, settings, weeks=args.weeks, until=until, timeout=args.timeout
+        )
+        source = Source(f"replay of {args.from_log.name} (event time)")
+    else:
+        from revmon.report.prometheus import from_prometheus
+
+        weeks, source = from_prometheus(args.prometheus, settings, weeks=args.weeks, until=until)
+    page = write(args.out, weeks, settings, source)
+    print(f"wrote {page} ({len(weeks)} weeks)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _weeks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of weeks: {text!r}") from None
+    if not 1 <= value <= 520:
+        raise argparse.ArgumentTypeError("must be between 1 and 520")
+    return value
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -225,6 +266,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="event time between evaluations of the alert rules (default 1d)",
     )
+    replay.add_argument(
+        "--until",
+        default=None,
+        metavar="DATE",
+        help="replay only the events up to DATE (a date, its whole day, in `timezone`; "
+        "or an RFC 3339 timestamp)",
+    )
+    report = add("report", cmd_report, "the weekly revenue review: an HTML page with charts")
+    report.add_argument("--out", type=Path, required=True, help="directory for index.html")
+    report_source = report.add_mutually_exclusive_group(required=True)
+    report_source.add_argument(
+        "--from-log", type=Path, default=None, metavar="FILE", help="replay a JSON-lines history"
+    )
+    report_source.add_argument(
+        "--prometheus", default=None, metavar="URL", help="read a Prometheus that scrapes revmon"
+    )
+    report.add_argument("--weeks", type=_weeks, default=13, help="weeks to show (default 13)")
+    report.add_argument(
+        "--until",
+        default=None,
+        metavar="DATE",
+        help="end at the last complete week up to DATE (default: the latest complete week)",
+    )
+    report.add_argument("--timeout", type=float, default=3600.0, help="give up after seconds")
     schema = add("schema", cmd_schema, "JSON Schemas of events, metric and alert messages")
     schema.add_argument("--out", type=Path, default=None, help="write one file per schema here")
     add("check-config", cmd_check_config, "validate and print the effective config")

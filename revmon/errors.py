@@ -5,7 +5,8 @@
     RevmonError
     ├── ConfigError      the configuration file or a REVMON_* variable is invalid
     ├── BrokerError      the Kafka broker cannot be started or reached
-    └── InputFileError   a file given on the command line cannot be read
+    ├── InputFileError   a file given on the command line cannot be read
+    └── SourceError      a Prometheus read by `revmon report` cannot answer
 
 A rejected *event* is not an exception: it is data (counted, logged, dead-lettered).
 """
@@ -25,3 +26,7 @@ class BrokerError(RevmonError):
 
 class InputFileError(RevmonError):
     """A file named on the command line is missing or unreadable: check the path."""
+
+
+class SourceError(RevmonError):
+    """`revmon report --prometheus` got no usable answer: check the URL and its scrape jobs."""

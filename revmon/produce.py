@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +64,9 @@ class ProduceReport:
     lines: int = 0
     messages: int = 0
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: With `edges`: the latest edge the file has gone past (every line sent so far is
+    #: before it, the next one at or after it); None before the first edge.
+    passed: float | None = None
 
 
 def route(raw: bytes, topics: Topics) -> tuple[str, bytes | None, bool]:
@@ -214,13 +218,19 @@ async def produce_file(
     batch: int = 1,
     slice_seconds: float | None = None,
     on_slice: SliceDone | None = None,
+    edges: Sequence[float] | None = None,
+    admit: Callable[[float], bool] | None = None,
 ) -> ProduceReport:
     """Send every non-blank line of `path`; returns once every message is acknowledged.
 
     With `slice_seconds`, the file is sent in slices of event time (a slice ends before
     the first line whose occurred_at lies that far past the slice's first one): after
     each, every message is acknowledged and `on_slice` is awaited (`replay` waits there
-    until the worker has applied the slice, then evaluates the alert rules).
+    until the worker has applied the slice, then evaluates the alert rules). With `edges`
+    (sorted unix seconds) instead, slices end at those instants of event time: a line at
+    or after an edge starts a new slice (`report` cuts at midnights and week ends).
+    With `admit`, only lines whose occurred_at it admits are sent (`replay --until`);
+    lines without a readable occurred_at are always sent (the daemon judges them).
 
     Raises:
         InputFileError: the file cannot be read.
@@ -241,8 +251,18 @@ async def produce_file(
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.inputs}
         sender = _Sender(producer, partitions, batch)
         began: float | None = None
+        passed = 0
         for line in read_lines(path, topics):
-            if slice_seconds is not None and line.at is not None:
+            if admit is not None and line.at is not None and not admit(line.at):
+                continue
+            if edges is not None and line.at is not None:
+                crossed = bisect_right(edges, line.at)
+                if crossed > passed:
+                    if sender.report.lines and on_slice is not None:
+                        sender.report.passed = edges[crossed - 1]
+                        await on_slice(await sender.close())
+                    passed = crossed
+            elif slice_seconds is not None and line.at is not None:
                 if began is None:
                     began = line.at
                 elif line.at >= began + slice_seconds:
