@@ -70,13 +70,19 @@ ALERTS_NOTE = (
 )
 
 
+#: The label that carries a family's name through the query: aggregation drops `__name__`,
+#: and `or` matches elements by their other labels (so `coverage{kind,period}` would hide
+#: `gap{kind,period}` without a label of its own).
+FAMILY_LABEL = "revmon_report_family"
+
+
 def query_text(names: Sequence[str] = READ) -> str:
     """One PromQL expression: every family, aggregated across workers, keeping its name."""
     parts = []
     for name in names:
         family = FAMILIES[name]
         aggregated = f"{family.aggregation} without (instance, job) ({name})"
-        parts.append(f'label_replace({aggregated}, "__name__", "{name}", "", "")')
+        parts.append(f'label_replace({aggregated}, "{FAMILY_LABEL}", "{name}", "", "")')
     return " or ".join(parts)
 
 
@@ -118,7 +124,8 @@ def samples_at(client: Client, at: float) -> Samples:
     values: dict[SeriesKey, float] = {}
     for element in client.instant(query_text(), at):
         labels = dict(element["metric"])
-        name = labels.pop("__name__")
+        labels.pop("__name__", None)
+        name = labels.pop(FAMILY_LABEL)
         values[key(name, labels)] = float(element["value"][1])
     return Samples(values)
 
