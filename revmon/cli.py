@@ -67,9 +67,14 @@ def cmd_produce(args: argparse.Namespace) -> int:
         )
     connection = Connection(servers, settings.kafka)
 
+    from revmon.progress import lines_in, progress
+
     async def go() -> None:
         await ensure_topics(connection, settings.topics.inputs, settings.partitions)
-        report = await produce_file(args.file, connection, settings.topics, batch=args.batch)
+        with progress(lines_in(args.file), "produce") as advance:
+            report = await produce_file(
+                args.file, connection, settings.topics, batch=args.batch, progress=advance
+            )
         print(f"sent {report.lines} lines in {report.messages} messages")
 
     asyncio.run(go())
@@ -83,15 +88,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure(args.log_level)
+    from revmon.progress import lines_in, progress
+
     until = Cutoff.parse(args.until, settings.timezone) if args.until is not None else None
-    result = replay(
-        args.file,
-        settings,
-        batch=args.batch,
-        timeout=args.timeout,
-        step=args.alert_step,
-        until=until,
-    )
+    with progress(lines_in(args.file), "replay") as advance:
+        result = replay(
+            args.file,
+            settings,
+            batch=args.batch,
+            timeout=args.timeout,
+            step=args.alert_step,
+            until=until,
+            progress=advance,
+        )
     if not result.caught_up:
         raise RevmonError(f"replay did not catch up within {args.timeout:.0f}s")
     if args.metrics_out is not None:
@@ -152,7 +161,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     config = SimulationConfig.from_settings(
         settings, days=args.days, seed=args.seed, snapshot_load=not args.no_snapshots
     )
-    count = write_jsonl(simulate(config), args.out)
+    from revmon.progress import over_days
+
+    events = over_days(simulate(config), config.start, config.days, "simulate")
+    count = write_jsonl(events, args.out)
     print(f"wrote {count} events to {args.out}", file=sys.stderr)
     return EXIT_OK
 

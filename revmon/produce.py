@@ -220,6 +220,7 @@ async def produce_file(
     on_slice: SliceDone | None = None,
     edges: Sequence[float] | None = None,
     admit: Callable[[float], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ProduceReport:
     """Send every non-blank line of `path`; returns once every message is acknowledged.
 
@@ -231,6 +232,7 @@ async def produce_file(
     or after an edge starts a new slice (`report` cuts at midnights and week ends).
     With `admit`, only lines whose occurred_at it admits are sent (`replay --until`);
     lines without a readable occurred_at are always sent (the daemon judges them).
+    `progress` is called with 1 for every line sent (a progress bar's update).
 
     Raises:
         InputFileError: the file cannot be read.
@@ -270,6 +272,8 @@ async def produce_file(
                         await on_slice(await sender.close())
                     began = line.at
             await sender.add(line)
+            if progress is not None:
+                progress(1)
         report = await sender.close()
     finally:
         await producer.stop()

@@ -134,6 +134,7 @@ async def replay_on(
     edges: Sequence[float] | None = None,
     admit: Callable[[float], bool] | None = None,
     observe: Observer | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Produce `path` to the broker at `servers`, process it all, return the exposition.
 
@@ -145,6 +146,7 @@ async def replay_on(
     `edges` (sorted unix seconds of event time) cut the slices at those instants instead
     of every `step`; `admit` keeps only the events it admits (`--until`); `observe` is
     called after every slice is applied and evaluated, and after the last one.
+    `progress` is advanced by every line sent.
     """
     connection = Connection(servers, settings.kafka)
     await app_module.prepare_topics(settings, connection)
@@ -196,6 +198,7 @@ async def replay_on(
                     on_slice=applied,
                     edges=edges,
                     admit=admit,
+                    progress=progress,
                 )
                 timings["produce"] = time.monotonic() - began - timings["process"]
             await applied(produced, final=True)
@@ -224,6 +227,7 @@ def replay(
     timeout: float = 3600.0,
     step: float | None = DEFAULT_STEP,
     until: Cutoff | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise).
 

@@ -19,6 +19,7 @@ from revmon.broker import broker_for
 from revmon.errors import InputFileError, RevmonError
 from revmon.exposition import render
 from revmon.produce import ProduceReport, check_readable, read_lines
+from revmon.progress import progress
 from revmon.replay import Cutoff, replay_on, replay_settings
 from revmon.report.samples import (
     AlertChange,
@@ -40,6 +41,7 @@ class Span:
 
     first: float
     last: float
+    lines: int  # lines kept
 
 
 def span(path: Path, settings: Settings, until: Cutoff | None) -> Span:
@@ -49,14 +51,16 @@ def span(path: Path, settings: Settings, until: Cutoff | None) -> Span:
         InputFileError: the file cannot be read or has no line with an occurred_at.
     """
     first = last = None
+    kept = 0
     for line in read_lines(path, settings.topics):
         if line.at is None or (until is not None and not until.admits(line.at)):
             continue
+        kept += 1
         first = line.at if first is None else min(first, line.at)
         last = line.at if last is None else max(last, line.at)
     if first is None or last is None:
         raise InputFileError(f"{path} has no event with a readable occurred_at")
-    return Span(first, last)
+    return Span(first, last, kept)
 
 
 def plan(span: Span, zone: ZoneInfo, count: int, until: Cutoff | None) -> list[datetime]:
@@ -117,7 +121,8 @@ def from_log(
     batch: int = 500,
     timeout: float = 3600.0,
 ) -> list[Week]:
-    """The weeks of the report from a replay of `path`, oldest first.
+    """The weeks of the report from a replay of `path`, oldest first (with a progress bar
+    on a terminal).
 
     Raises:
         InputFileError: the file cannot be read, or covers no whole week.
@@ -132,7 +137,10 @@ def from_log(
     recorder = _Recorder(ends)
     settings = replay_settings(settings)
     cut = last.timestamp()
-    with broker_for(settings) as servers:
+    with (
+        broker_for(settings) as servers,
+        progress(kept.lines, "report: replaying") as advance,
+    ):
         result = asyncio.run(
             replay_on(
                 servers,
@@ -143,6 +151,7 @@ def from_log(
                 edges=edges,
                 admit=lambda at: at < cut,
                 observe=recorder,
+                progress=advance,
             )
         )
     if not result.caught_up:
