@@ -165,6 +165,18 @@ def _stale(weeks: Sequence[Week], settings: Settings) -> str:
     return _table(["stage", "SLA", "stale", "open", "stale share"], rows, numeric_from=2)
 
 
+def _firing(week: Week) -> str:
+    """The rules with firing instances at the week's end (`revmon_alerts_firing`, both sources)."""
+    rows = [
+        [dict(labels).get("alertname", ""), dict(labels).get("severity", ""), formats.count(n)]
+        for labels, n in sorted(week.samples.select("revmon_alerts_firing").items())
+        if n > 0
+    ]
+    if not rows:
+        return '<p class="note">No alert is firing at the week\'s end.</p>'
+    return _table(["alert", "severity", "firing instances"], rows, numeric_from=2)
+
+
 def _alerts(week: Week, source: Source, zone: ZoneInfo) -> str:
     if week.changes is None:
         return f'<p class="note">{escape(source.alerts_note)}</p>'
@@ -214,6 +226,7 @@ def render(weeks: Sequence[Week], settings: Settings, source: Source) -> str:
         f"{_undercovered(weeks, settings)}</section>"
         f"<section><h3>Stale inventory by stage</h3>{_stale(weeks, settings)}</section>"
         f"<section><h3>Alerts fired and resolved this week</h3>"
-        f"{_alerts(last, source, zone)}</section></div>"
+        f"{_alerts(last, source, zone)}</section>"
+        f"<section><h3>Alerts firing at the week's end</h3>{_firing(last)}</section></div>"
         "</main></body></html>\n"
     )

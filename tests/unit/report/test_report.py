@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from revmon.errors import ConfigError
+from revmon.errors import ConfigError, InputFileError
 from revmon.replay import Cutoff
 from revmon.report import formats
+from revmon.report.log import Span, midnights, plan
 from revmon.report.page import Source, render
 from revmon.report.prometheus import FAMILY_LABEL, READ, instants, query_text
 from revmon.report.samples import (
@@ -220,3 +221,55 @@ def test_week_ends_on_the_event_clock_are_read_before_the_watermark_passes_them(
     w = end.timestamp()
     points = [(100.0, w - 50), (101.0, w - 1), (102.0, w), (103.0, w + 10)]
     assert instants([end, at("2024-12-30 00:00")], points) == {end: 101.0}
+
+
+def test_the_page_lists_the_rules_firing_at_the_weeks_end() -> None:
+    """Firing instances by rule come from the samples, so both sources list them."""
+    page = render(WEEKS, load_settings(None), Source("test"))
+    assert "<td>A</td><td>warning</td><td class=n>1</td>" in page
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "count", "ends"),
+    [
+        pytest.param(
+            "2025-01-01 00:00",
+            "2025-01-30 12:00",
+            3,
+            ["2025-01-13", "2025-01-20", "2025-01-27"],
+            id="the-last-three-whole-weeks",
+        ),
+        pytest.param(
+            "2025-01-01 00:00",
+            "2025-01-14 00:00",
+            13,
+            ["2025-01-06", "2025-01-13"],
+            id="weeks-before-the-history-are-left-out",
+        ),
+    ],
+)
+def test_a_log_report_covers_whole_weeks_of_the_history(
+    first: str, last: str, count: int, ends: list[str]
+) -> None:
+    """The last reported week is the latest the history covers; none ends before it starts."""
+    span = Span(at(first).timestamp(), at(last).timestamp(), 1)
+    assert [f"{e:%Y-%m-%d}" for e in plan(span, UTC, count, None)] == ends
+
+
+def test_a_history_shorter_than_a_week_has_nothing_to_report() -> None:
+    """A history that covers no whole week is an error that says so."""
+    span = Span(at("2025-01-01 00:00").timestamp(), at("2025-01-05 00:00").timestamp(), 1)
+    with pytest.raises(InputFileError, match="does not cover a whole week"):
+        plan(span, UTC, 13, None)
+
+
+def test_a_log_replay_is_cut_at_every_local_midnight() -> None:
+    """Slices end at each midnight in the zone (alert rules evaluated daily), DST included."""
+    edges = midnights(
+        at("2025-11-01 10:00", NEW_YORK).timestamp(), at("2025-11-04 00:00", NEW_YORK)
+    )
+    assert [datetime.fromtimestamp(e, NEW_YORK).strftime("%d %H:%M") for e in edges] == [
+        "02 00:00",
+        "03 00:00",
+        "04 00:00",
+    ]
