@@ -142,6 +142,25 @@ def test_the_report_from_prometheus_has_the_tiles_of_the_report_from_the_log(
     prom_tiles = tile_values(from_prom, run_settings)
     log_tiles = tile_values(from_replay, log_settings)
     assert prom_tiles == log_tiles
+    # The command line renders the same source into a page that says what it cannot know.
+    out = tmp_path / "review"
+    url = f"http://127.0.0.1:{prometheus.port}"
+    result = revmon(
+        "report",
+        "--config",
+        str(path),
+        "--prometheus",
+        url,
+        "--weeks",
+        str(WEEKS),
+        "--out",
+        str(out),
+        timeout=60,
+    )
+    assert result.code == 0, result.stderr
+    page = (out / "index.html").read_text()
+    assert f"Prometheus at {url} (event clock" in page
+    assert "not when each one fired or resolved" in page
     # The comparison means something: the history gives most tiles a value, alerts fire.
     last = log_tiles[-1]
     assert sum(v is not None for v in last.values()) >= 7, last
