@@ -273,3 +273,13 @@ def test_a_log_replay_is_cut_at_every_local_midnight() -> None:
         "03 00:00",
         "04 00:00",
     ]
+
+
+def test_the_alerts_of_the_week_are_listed_in_local_time() -> None:
+    """A replay's alert changes of the last week are listed with their time in `timezone`."""
+    settings = load_settings(None, timezone="America/New_York")
+    fired = AlertChange.from_message(message("firing", "2025-10-08T14:30:00+00:00", None))
+    weeks = [WEEKS[0], Week(WEEKS[1].end, WEEKS[1].samples, (fired,))]
+    page = render(weeks, settings, Source("test"))
+    assert "<td>Wed 08 Oct 10:30</td><td>ExpenseToRevenueHigh</td><td>firing</td>" in page
+    assert "<td>window=90d</td><td>E:R 0.61</td>" in page
