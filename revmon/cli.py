@@ -118,10 +118,15 @@ def cmd_produce(args: argparse.Namespace) -> int:
     check_readable(args.file)
     connection = Connection(servers, settings.kafka)
 
+    from revmon.progress import lines_in, progress
+
     async def go() -> None:
         await wait_for_broker(connection, settings.broker_wait)
         await ensure_topics(connection, settings.topics.inputs, settings.partitions)
-        report = await produce_file(args.file, connection, settings.topics, batch=args.batch)
+        with progress(lines_in(args.file), "produce") as advance:
+            report = await produce_file(
+                args.file, connection, settings.topics, batch=args.batch, progress=advance
+            )
         print(f"sent {report.lines} lines in {report.messages} messages")
 
     shutdown.run(go())
@@ -131,16 +136,26 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a file end to end and write the final exposition."""
     from revmon.logs import configure
-    from revmon.replay import replay
+    from revmon.replay import Cutoff, replay
 
     settings = _settings(args)
     configure(args.log_level)
     for option, path in (("--metrics-out", args.metrics_out), ("--alerts-out", args.alerts_out)):
         if path is not None:
             check_writable(path, option)
-    result = replay(
-        args.file, settings, batch=args.batch, timeout=args.timeout, step=args.alert_step
-    )
+    from revmon.progress import lines_in, progress
+
+    until = Cutoff.parse(args.until, settings.timezone) if args.until is not None else None
+    with progress(lines_in(args.file), "replay") as advance:
+        result = replay(
+            args.file,
+            settings,
+            batch=args.batch,
+            timeout=args.timeout,
+            step=args.alert_step,
+            until=until,
+            progress=advance,
+        )
     if not result.caught_up:
         raise RevmonError(f"replay did not catch up within {args.timeout:.0f}s")
     if args.metrics_out is not None:
@@ -173,6 +188,41 @@ def _write(path: Path, data: bytes, option: str) -> None:
         raise OutputFileError(f"{option} {path}: {exc.strerror}") from exc
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the weekly revenue review to a directory."""
+    from revmon.logs import configure
+    from revmon.replay import Cutoff
+    from revmon.report import Source, write
+
+    settings = _settings(args)
+    configure(args.log_level)
+    until = Cutoff.parse(args.until, settings.timezone) if args.until is not None else None
+    if args.from_log is not None:
+        from revmon.report.log import from_log
+
+        weeks = from_log(
+            args.from_log, settings, weeks=args.weeks, until=until, timeout=args.timeout
+        )
+        source = Source(f"replay of {args.from_log.name} (event time)")
+    else:
+        from revmon.report.prometheus import from_prometheus
+
+        weeks, source = from_prometheus(args.prometheus, settings, weeks=args.weeks, until=until)
+    page = write(args.out, weeks, settings, source)
+    print(f"wrote {page} ({len(weeks)} weeks)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _weeks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of weeks: {text!r}") from None
+    if not 1 <= value <= 520:
+        raise argparse.ArgumentTypeError("must be between 1 and 520")
+    return value
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Write a simulated event history."""
     from revmon.simulate import SimulationConfig, simulate, write_jsonl
@@ -189,8 +239,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         snapshot_load=not args.no_snapshots,
     )
     shutdown.phase(f"writing {args.out}")
+    from revmon.progress import over_days
+
     try:
-        count = write_jsonl(simulate(config), args.out)
+        events = over_days(simulate(config), config.start, config.days, "simulate")
+        count = write_jsonl(events, args.out)
     except OSError as exc:
         raise OutputFileError(f"--out {args.out}: {exc.strerror}") from exc
     print(
@@ -335,6 +388,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="event time between evaluations of the alert rules (default 1d)",
     )
+    replay.add_argument(
+        "--until",
+        default=None,
+        metavar="DATE",
+        help="replay only the events up to DATE (a date, its whole day, in `timezone`; "
+        "or an RFC 3339 timestamp)",
+    )
+    report = add("report", cmd_report, "the weekly revenue review: an HTML page with charts")
+    report.add_argument("--out", type=Path, required=True, help="directory for index.html")
+    report_source = report.add_mutually_exclusive_group(required=True)
+    report_source.add_argument(
+        "--from-log", type=Path, default=None, metavar="FILE", help="replay a JSON-lines history"
+    )
+    report_source.add_argument(
+        "--prometheus", default=None, metavar="URL", help="read a Prometheus that scrapes revmon"
+    )
+    report.add_argument("--weeks", type=_weeks, default=13, help="weeks to show (default 13)")
+    report.add_argument(
+        "--until",
+        default=None,
+        metavar="DATE",
+        help="end at the last complete week up to DATE (default: the latest complete week)",
+    )
+    report.add_argument("--timeout", type=float, default=3600.0, help="give up after seconds")
     schema = add("schema", cmd_schema, "JSON Schemas of events, metric and alert messages")
     schema.add_argument("--out", type=Path, default=None, help="write one file per schema here")
     add("check-config", cmd_check_config, "validate and print the effective config")

@@ -7,7 +7,8 @@
     ├── BrokerError      the Kafka broker cannot be started or reached
     ├── InputFileError   a file given on the command line cannot be read
     ├── OutputFileError  a file or directory given on the command line cannot be written
-    └── WebError         the HTTP endpoints cannot listen on web_host:web_port
+    ├── WebError         the HTTP endpoints cannot listen on web_host:web_port
+    └── SourceError      a Prometheus read by `revmon report` cannot answer
 
 A rejected *event* is not an exception: it is data (counted, logged, dead-lettered).
 """
@@ -35,3 +36,7 @@ class OutputFileError(RevmonError):
 
 class WebError(RevmonError):
     """The HTTP endpoints cannot listen: free the port, or set `web_port` / `web_host`."""
+
+
+class SourceError(RevmonError):
+    """`revmon report --prometheus` got no usable answer: check the URL and its scrape jobs."""

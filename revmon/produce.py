@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,9 @@ class ProduceReport:
     messages: int = 0
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     line_numbers: dict[tuple[str, int, int], list[int]] | None = None
+    #: With `edges`: the latest edge the file has gone past (every line sent so far is
+    #: before it, the next one at or after it); None before the first edge.
+    passed: float | None = None
 
     def line_of(self, topic: str, partition: int, offset: int, index: int | None) -> int | None:
         """The file's line number of a message (or of element `index` of a batch)."""
@@ -240,6 +244,9 @@ async def produce_file(
     on_slice: SliceDone | None = None,
     line_numbers: bool = False,
     report: ProduceReport | None = None,
+    edges: Sequence[float] | None = None,
+    admit: Callable[[float], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ProduceReport:
     """Send every non-blank line of `path`; returns once every message is acknowledged.
 
@@ -248,7 +255,12 @@ async def produce_file(
     each, every message is acknowledged and `on_slice` is awaited (`replay` waits there
     until the worker has applied the slice, then evaluates the alert rules). With
     `line_numbers`, the report maps each message to the file's lines in it. `report` is
-    the report to fill, for a caller that reads it while the file is being sent.
+    the report to fill, for a caller that reads it while the file is being sent. With `edges`
+    (sorted unix seconds) instead, slices end at those instants of event time: a line at
+    or after an edge starts a new slice (`report` cuts at midnights and week ends).
+    With `admit`, only lines whose occurred_at it admits are sent (`replay --until`);
+    lines without a readable occurred_at are always sent (the daemon judges them).
+    `progress` is called with 1 for every line sent (a progress bar's update).
 
     Raises:
         InputFileError: the file cannot be read.
@@ -270,8 +282,18 @@ async def produce_file(
         partitions = {t: sorted(await producer.partitions_for(t)) for t in topics.inputs}
         sender = _Sender(producer, partitions, batch, line_numbers=line_numbers, report=report)
         began: float | None = None
+        passed = 0
         for line in read_lines(path, topics):
-            if slice_seconds is not None and line.at is not None:
+            if admit is not None and line.at is not None and not admit(line.at):
+                continue
+            if edges is not None and line.at is not None:
+                crossed = bisect_right(edges, line.at)
+                if crossed > passed:
+                    if sender.report.lines and on_slice is not None:
+                        sender.report.passed = edges[crossed - 1]
+                        await on_slice(await sender.close())
+                    passed = crossed
+            elif slice_seconds is not None and line.at is not None:
                 if began is None:
                     began = line.at
                 elif line.at >= began + slice_seconds:
@@ -279,6 +301,8 @@ async def produce_file(
                         await on_slice(await sender.close())
                     began = line.at
             await sender.add(line)
+            if progress is not None:
+                progress(1)
         report = await sender.close()
     finally:
         await producer.stop()

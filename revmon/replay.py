@@ -6,8 +6,10 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from revmon import app as app_module
 from revmon import shutdown
 from revmon.app import Revmon
 from revmon.broker import Connection, broker_for, wait_for_broker
+from revmon.errors import ConfigError
 from revmon.events import Rejection
 from revmon.exposition import render
 from revmon.processors import Message
@@ -82,6 +85,55 @@ class ReplayResult:
     tally: Tally = field(default_factory=Tally)
 
 
+#: Called after each slice is applied and the rules evaluated, with `final` True after
+#: the last one (`report` reads the registry there).
+Observer = Callable[[ProduceReport, Revmon, bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoff:
+    """`--until`: the events a replay keeps, by event time.
+
+    A date keeps its whole day in the configured time zone (events before the next
+    midnight: a CRM export stamps a date at midnight, so the next day's midnight is the
+    next day); a timestamp keeps every event up to and including that instant.
+    """
+
+    at: float  # unix seconds
+    inclusive: bool
+
+    def admits(self, occurred_at: float) -> bool:
+        """True for an event the replay sends."""
+        return occurred_at <= self.at if self.inclusive else occurred_at < self.at
+
+    @classmethod
+    def parse(cls, text: str, timezone: str) -> Cutoff:
+        """`2025-09-30` (a date in `timezone`) or an RFC 3339 timestamp with offset.
+
+        Raises:
+            ConfigError: neither a date nor a timestamp with an offset.
+        """
+        from zoneinfo import ZoneInfo
+
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            end = datetime.combine(day + timedelta(days=1), clock_time(), ZoneInfo(timezone))
+            return cls(end.timestamp(), inclusive=False)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ConfigError(
+                f"--until {text!r}: give a date (2025-09-30) or a timestamp with an offset "
+                "(2025-09-30T18:00:00+00:00)"
+            )
+        return cls(moment.timestamp(), inclusive=True)
+
+
 def reached(
     positions: dict[tuple[str, int], int], last_offsets: dict[tuple[str, int], int]
 ) -> bool:
@@ -126,6 +178,10 @@ async def replay_on(
     batch: int,
     limit: float,
     step: float | None = None,
+    edges: Sequence[float] | None = None,
+    admit: Callable[[float], bool] | None = None,
+    observe: Observer | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Produce `path` to the broker at `servers`, process it all, return the exposition.
 
@@ -134,6 +190,10 @@ async def replay_on(
     applied each slice (every partition, and the account stage, up to that point: a
     partition that ran ahead of the others would show numbers no moment ever had); without
     it, everything is produced first, processed at full speed, and evaluated once at the end.
+    `edges` (sorted unix seconds of event time) cut the slices at those instants instead
+    of every `step`; `admit` keeps only the events it admits (`--until`); `observe` is
+    called after every slice is applied and evaluated, and after the last one.
+    `progress` is advanced by every line sent.
     """
     connection = Connection(servers, settings.kafka)
     await wait_for_broker(connection, settings.broker_wait)
@@ -159,36 +219,43 @@ async def replay_on(
         alerting.tick()  # on the first call: notices the ownership, then takes over
         return alerting.evaluating
 
-    async def applied(report: ProduceReport) -> None:
+    async def applied(report: ProduceReport, *, final: bool = False) -> None:
         began = time.monotonic()
         await until(lambda: caught_up(revmon, report.last_offsets))
         if alerting is not None:
             alerting.tick()  # the evaluation after this slice
+        if observe is not None:
+            observe(report, revmon, final)
         timings["process"] += time.monotonic() - began
 
     finished = False
-    if step is None:  # everything first: the worker then runs at full speed (`make bench`)
+    if step is None and edges is None:  # everything first: the worker runs at full speed
         began = time.monotonic()
-        await produce_file(path, connection, settings.topics, batch=batch, report=produced)
+        await produce_file(
+            path, connection, settings.topics, batch=batch, admit=admit, report=produced
+        )
         timings["produce"] = time.monotonic() - began
     await app.start()
     try:
         async with asyncio.timeout(limit):
             await until(revmon.ready)
             await until(evaluated)
-            if step is not None:
+            if step is not None or edges is not None:
                 began = time.monotonic()
                 await produce_file(
                     path,
                     connection,
                     settings.topics,
                     batch=batch,
-                    slice_seconds=step,
+                    slice_seconds=None if edges is not None else step,
                     on_slice=applied,
                     report=produced,
+                    edges=edges,
+                    admit=admit,
+                    progress=progress,
                 )
                 timings["produce"] = time.monotonic() - began - timings["process"]
-            await applied(produced)
+            await applied(produced, final=True)
             await until(lambda: alerting is None or alerting.idle())
             finished = True
     except TimeoutError:
@@ -226,11 +293,27 @@ def replay(
     batch: int = 500,
     timeout: float = 3600.0,
     step: float | None = DEFAULT_STEP,
+    until: Cutoff | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise)."""
+    """Run a replay on the configured broker (the embedded one unless `broker:` says otherwise).
+
+    With `until`, only the events up to then (event time) are replayed, as if the file
+    ended there.
+    """
     check_readable(path)
     settings = replay_settings(settings)
+    admit = until.admits if until is not None else None
     with broker_for(settings, announce=False) as servers:  # private: nothing else uses it
         return shutdown.run(
-            replay_on(servers, path, settings, batch=batch, limit=timeout, step=step)
+            replay_on(
+                servers,
+                path,
+                settings,
+                batch=batch,
+                limit=timeout,
+                step=step,
+                admit=admit,
+                progress=progress,
+            )
         )
