@@ -159,14 +159,7 @@ class Connection:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A verifying TLS context for the SSL protocols; verification cannot be turned off."""
-        if "SSL" not in self.security.security_protocol:
-            return None
-        cafile = str(self.security.ssl_cafile) if self.security.ssl_cafile else None
-        context = ssl.create_default_context(cafile=cafile)
-        if self.security.ssl_certfile:
-            keyfile = str(self.security.ssl_keyfile) if self.security.ssl_keyfile else None
-            context.load_cert_chain(str(self.security.ssl_certfile), keyfile)
-        return context
+        return self.security.ssl_context()
 
     def aiokafka_options(self) -> dict[str, Any]:
         """Keyword arguments shared by aiokafka producers, consumers and admin clients."""

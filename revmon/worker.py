@@ -39,7 +39,7 @@ def run_forever(revmon: Revmon, *, loglevel: str = "WARNING") -> None:
         SystemExit: always, when the worker stops (mode's Worker exits that way).
     """
     settings = revmon.settings
-    server = WebServer(settings.web_host, settings.web_port, revmon.registry, revmon.ready)
+    server = WebServer.for_settings(settings, revmon.registry, revmon.ready)
     worker = faust.Worker(
         revmon.app,
         WebService(server),
