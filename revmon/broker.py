@@ -62,9 +62,14 @@ class EmbeddedBroker:
     Its state lives only as long as the process.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, *, advertised: str | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        #: `host:port` the broker tells clients to connect to (default: where it listens);
+        #: a TLS terminator in front of it (the tests' stunnel) advertises its own port.
+        self.advertised = advertised or f"{host}:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,7 +95,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}",
             "--storage-engine",
             "memory://tansu/",
         ]

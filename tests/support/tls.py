@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,3 +43,50 @@ def make_pki(directory: Path, name: str = "revmon-test") -> Pki:
     _run(openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
          "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
     return Pki(ca_cert=ca_cert, cert=cert, key=key)
+
+
+class Stunnel:
+    """stunnel4 (Debian) terminating TLS on a loopback port in front of a plaintext service."""
+
+    def __init__(self, workdir: Path, pki: Pki, connect_port: int, accept_port: int) -> None:
+        self._binary = require_tool("stunnel4")
+        self.port = accept_port
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._config = workdir / "stunnel.conf"
+        self._config.write_text(
+            "foreground = yes\n"
+            "pid =\n"
+            f"output = {workdir / 'stunnel.log'}\n"
+            "[kafka]\n"
+            f"accept = 127.0.0.1:{accept_port}\n"
+            f"connect = 127.0.0.1:{connect_port}\n"
+            f"cert = {pki.cert}\n"
+            f"key = {pki.key}\n"
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, limit: float = 15.0) -> Stunnel:
+        """Start it and wait until it accepts connections."""
+        self._proc = subprocess.Popen(
+            [self._binary, str(self._config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise AssertionError(f"stunnel exited with {self._proc.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"stunnel did not listen on {self.port} within {limit:g}s")
+
+    def stop(self) -> None:
+        """Stop it and wait."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
