@@ -491,8 +491,9 @@ def _check_http_url(value: str | None) -> str | None:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
+    except ValueError:
+        # urllib's message repeats the text it could not parse, which may hold a secret.
+        raise ValueError("not a valid URL (is the port a number from 0 to 65535?)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
     if "@" in parts.netloc:
