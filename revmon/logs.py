@@ -48,3 +48,26 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     # Faust and aiokafka are chatty at INFO about every rebalance step.
     for name in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class Throttle:
+    """At most `burst` log lines per key in each `period` seconds; the rest are counted.
+
+    A flood of bad input must not flood the log: the counters count every rejection,
+    the log shows the first few of each kind per period and then how many it left out.
+    """
+
+    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+        self._burst = burst
+        self._period = period
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def allow(self, key: str, now: float) -> tuple[bool, int]:
+        """(log this one?, lines left out of the period that just ended, to report once)."""
+        start, seen = self._windows.get(key, (now, 0))
+        suppressed = 0
+        if now - start >= self._period:
+            suppressed = max(0, seen - self._burst)
+            start, seen = now, 0
+        self._windows[key] = (start, seen + 1)
+        return seen < self._burst, suppressed
