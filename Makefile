@@ -61,17 +61,20 @@ COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --all
 	--no-emit-index-url --no-emit-find-links
 
 .PHONY: lock
-lock: $(STAMP) ## regenerate requirements.lock and requirements-dev.lock (pinned, hashed)
+lock: $(STAMP) ## regenerate requirements{,-dev,-build}.lock (pinned, hashed)
 	$(COMPILE) -o requirements.lock pyproject.toml
 	$(COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
+	$(COMPILE) --only-build-deps --build-deps-for=wheel -o requirements-build.lock pyproject.toml
 
 .PHONY: lock-check
 lock-check: $(STAMP) ## resolve pyproject.toml again (needs the index) and diff with the locks
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	cp requirements.lock requirements-dev.lock "$$tmp"/; \
+	cp requirements.lock requirements-dev.lock requirements-build.lock "$$tmp"/; \
 	$(COMPILE) -o "$$tmp"/requirements.lock pyproject.toml && \
 	$(COMPILE) --extra dev -o "$$tmp"/requirements-dev.lock pyproject.toml && \
-	for lock in requirements.lock requirements-dev.lock; do \
+	$(COMPILE) --only-build-deps --build-deps-for=wheel \
+		-o "$$tmp"/requirements-build.lock pyproject.toml && \
+	for lock in requirements.lock requirements-dev.lock requirements-build.lock; do \
 		diff -u <(grep -v -e --output-file $$lock) <(grep -v -e --output-file "$$tmp"/$$lock) \
 			|| { echo "$$lock is not current: run make lock"; exit 1; }; \
 	done; echo "the locks are current"

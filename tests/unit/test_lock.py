@@ -2,8 +2,9 @@
 
 pip-compile needs the package index, so `make test` checks the locks offline: the closure
 of `pyproject.toml`'s requirements over the installed packages' own metadata is exactly
-what each lock pins, at the versions installed, every pin with hashes. `make lock-check`
-resolves again against the index and diffs.
+what each lock pins, at the versions installed, every pin with hashes; the image's build
+lock holds `[build-system] requires`. `make lock-check` resolves again against the index
+and diffs.
 """
 
 from __future__ import annotations
@@ -92,11 +93,22 @@ def test_the_lock_pins_exactly_the_closure_of_pyproject_with_hashes(
         assert requirement.specifier.contains(version, prereleases=True), requirement
 
 
-def test_both_locks_agree_on_every_shared_pin() -> None:
-    """The image (runtime lock) runs exactly the versions the tests ran (dev lock)."""
-    runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-build.lock"])
+def test_the_image_locks_agree_with_the_dev_lock(lock: str) -> None:
+    """The image runs and builds with exactly the versions the tests ran (dev lock)."""
+    image, dev = pins(lock), pins("requirements-dev.lock")
 
-    assert {n: v for n, (v, _) in runtime.items()} == {n: dev[n][0] for n in runtime}
+    assert {n: v for n, (v, _) in image.items()} == {n: dev[n][0] for n in image}
+
+
+def test_the_build_lock_holds_the_build_backend_of_pyproject() -> None:
+    """requirements-build.lock pins, with hashes, what `[build-system] requires` asks for."""
+    locked = pins("requirements-build.lock")
+
+    for requirement in map(Requirement, PYPROJECT["build-system"]["requires"]):
+        version, hashes = locked[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), requirement
+        assert hashes >= 1
 
 
 @pytest.mark.parametrize(
@@ -108,6 +120,10 @@ def test_both_locks_agree_on_every_shared_pin() -> None:
             id="make-install",
         ),
         pytest.param("Dockerfile", "--require-hashes --no-deps -r requirements.lock", id="image"),
+        pytest.param(
+            "Dockerfile", "--require-hashes --no-deps -r requirements-build.lock", id="image-build"
+        ),
+        pytest.param("Dockerfile", "--no-build-isolation", id="image-no-unchecked-build-deps"),
         pytest.param("requirements.lock", "--generate-hashes", id="runtime-generated"),
         pytest.param("requirements-dev.lock", "--extra=dev --generate-hashes", id="dev-generated"),
     ],
