@@ -48,6 +48,11 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     # Faust and aiokafka are chatty at INFO about every rebalance step.
     for name in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # Anyone who reaches the web port can make aiohttp log a traceback per malformed
+    # request: keep that from flooding the log.
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, ThrottleFilter)]
+    server.addFilter(ThrottleFilter())
 
 
 class Throttle:
@@ -71,3 +76,18 @@ class Throttle:
             start, seen = now, 0
         self._windows[key] = (start, seen + 1)
         return seen < self._burst, suppressed
+
+
+class ThrottleFilter(logging.Filter):
+    """A logging filter passing at most `burst` records per message and `period` seconds."""
+
+    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+        super().__init__()
+        self._throttle = Throttle(burst, period)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """True for the records to emit."""
+        show, suppressed = self._throttle.allow(str(record.msg), record.created)
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} similar records suppressed)"
+        return show
