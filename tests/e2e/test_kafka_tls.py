@@ -46,7 +46,27 @@ def tls_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
             stunnel.stop()
 
 
-def _replay(tmp_path: Path, servers: str, cafile: Path, timeout: float = 90) -> Result:
+@pytest.fixture(scope="module")
+def mtls_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pki]]:
+    """A broker behind stunnel requiring a client certificate, and the PKI that signs clients."""
+    clients = make_pki(tmp_path_factory.mktemp("client-pki"), name="clients")
+    tls_port = free_port()
+    with EmbeddedBroker(advertised=f"127.0.0.1:{tls_port}") as broker:
+        workdir = tmp_path_factory.mktemp("stunnel-mtls")
+        stunnel = Stunnel(workdir, pki, broker.port, tls_port, client_ca=clients.ca_cert).start()
+        try:
+            yield f"127.0.0.1:{tls_port}", clients
+        finally:
+            stunnel.stop()
+
+
+def _replay(
+    tmp_path: Path,
+    servers: str,
+    cafile: Path,
+    timeout: float = 90,
+    client: Pki | None = None,
+) -> Result:
     events = tmp_path / "events.jsonl"
     lines = [json.dumps(e) for e in EVENTS] + ["not json at all"]
     events.write_text("\n".join(lines) + "\n")
@@ -56,7 +76,15 @@ def _replay(tmp_path: Path, servers: str, cafile: Path, timeout: float = 90) -> 
             {
                 "broker": f"kafka://{servers}",
                 "partitions": 2,
-                "kafka": {"security_protocol": "SSL", "ssl_cafile": str(cafile)},
+                "kafka": {
+                    "security_protocol": "SSL",
+                    "ssl_cafile": str(cafile),
+                    **(
+                        {"ssl_certfile": str(client.cert), "ssl_keyfile": str(client.key)}
+                        if client is not None
+                        else {}
+                    ),
+                },
             }
         )
     )
@@ -91,4 +119,31 @@ def test_a_broker_whose_certificate_does_not_verify_is_refused(
     assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("revmon: cannot create topics")
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "final.prom").exists()
+
+
+def test_a_client_certificate_opens_a_broker_that_requires_one(
+    mtls_broker: tuple[str, Pki], pki: Pki, tmp_path: Path
+) -> None:
+    """Mutual TLS: with `ssl_certfile`/`ssl_keyfile` every client gets through stunnel."""
+    servers, clients = mtls_broker
+
+    result = _replay(tmp_path, servers, pki.ca_cert, client=clients)
+
+    assert result.code == 0, result.stderr[-3000:]
+    exposition = (tmp_path / "final.prom").read_text()
+    assert sample(exposition, "revmon_events_total", type="lead.created") == len(EVENTS)
+
+
+def test_without_a_client_certificate_a_mutual_tls_broker_is_out_of_reach(
+    mtls_broker: tuple[str, Pki], pki: Pki, tmp_path: Path
+) -> None:
+    """The same broker without a client certificate: revmon stops, nothing replayed."""
+    servers, _ = mtls_broker
+
+    result = _replay(tmp_path, servers, pki.ca_cert, timeout=120)
+
+    assert result.code != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("revmon: cannot create topics")
     assert not (tmp_path / "final.prom").exists()

@@ -14,7 +14,7 @@ from tests.conftest import require_tool
 
 @dataclass(frozen=True)
 class Pki:
-    """A CA and a server certificate for 127.0.0.1 / localhost signed by it."""
+    """A CA and a certificate for 127.0.0.1 / localhost signed by it (server or client)."""
 
     ca_cert: Path
     cert: Path
@@ -38,7 +38,7 @@ def make_pki(directory: Path, name: str = "revmon-test") -> Pki:
          "-keyout", str(key), "-out", str(csr))  # fmt: skip
     ext.write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
     )
     _run(openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
          "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
@@ -48,7 +48,16 @@ def make_pki(directory: Path, name: str = "revmon-test") -> Pki:
 class Stunnel:
     """stunnel4 (Debian) terminating TLS on a loopback port in front of a plaintext service."""
 
-    def __init__(self, workdir: Path, pki: Pki, connect_port: int, accept_port: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pki: Pki,
+        connect_port: int,
+        accept_port: int,
+        *,
+        client_ca: Path | None = None,
+    ) -> None:
+        """With `client_ca`, clients must present a certificate that CA signed (mutual TLS)."""
         self._binary = require_tool("stunnel4")
         self.port = accept_port
         workdir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +71,7 @@ class Stunnel:
             f"connect = 127.0.0.1:{connect_port}\n"
             f"cert = {pki.cert}\n"
             f"key = {pki.key}\n"
+            + (f"verify = 2\nCAfile = {client_ca}\n" if client_ca is not None else "")
         )
         self._proc: subprocess.Popen[bytes] | None = None
 
