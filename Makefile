@@ -33,9 +33,11 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/mypy
 
 # Debian packages the tests run for real: Prometheus and promtool, Alertmanager, headless
-# Chromium, stunnel (TLS in front of the embedded broker). Installed when missing.
+# Chromium, stunnel (TLS in front of the embedded broker), openssl (test certificates).
+# Installed when missing.
 SYSTEM_TOOLS := promtool:prometheus prometheus:prometheus \
-	prometheus-alertmanager:prometheus-alertmanager chromium:chromium stunnel4:stunnel4
+	prometheus-alertmanager:prometheus-alertmanager chromium:chromium stunnel4:stunnel4 \
+	openssl:openssl
 
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests need, when missing
