@@ -35,6 +35,7 @@ _CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+_BCRYPT_MAX = 72
 #: Checked against when the user is unknown, so a wrong user costs what a wrong password does.
 _DUMMY_HASH = b"$2b$10$zjQOa1OMvOfS3Ybc8LlSTuSOkHBnzJ2ZvtEyWcOz4lW5UCnXETjNi"
 
@@ -87,8 +88,11 @@ class WebConfig:
     def check_password(self, user: str, password: str) -> bool:
         """True when `password` matches the user's bcrypt hash (slow by design: ~bcrypt cost)."""
         hashed = self.users.get(user)
-        ok = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH)
-        return ok and hashed is not None
+        secret = password.encode()
+        # bcrypt reads 72 bytes at most (the library refuses more): a longer password never
+        # matches, after the same work as any other wrong password.
+        ok = bcrypt.checkpw(secret[:_BCRYPT_MAX], hashed or _DUMMY_HASH)
+        return ok and hashed is not None and len(secret) <= _BCRYPT_MAX
 
 
 class PasswordCache:

@@ -113,6 +113,8 @@ def open_server() -> Iterator[Served]:
         pytest.param("/metrics", basic(USER, "wrong"), 401, id="wrong-password"),
         pytest.param("/metrics", basic("nobody", PASSWORD), 401, id="unknown-user"),
         pytest.param("/metrics", basic(USER, PASSWORD.upper()), 401, id="case-matters"),
+        pytest.param("/metrics", basic(USER, PASSWORD + "x" * 100), 401, id="over-72-bytes"),
+        pytest.param("/metrics", basic(USER, "é" * 200), 401, id="long-non-ascii"),
         pytest.param("/metrics", "Bearer x", 401, id="other-scheme"),
         pytest.param("/metrics", "Basic !!!not-base64", 401, id="garbage-token"),
         pytest.param(
@@ -164,6 +166,7 @@ REQUEST = st.fixed_dictionaries(
             HEADER_VALUE,
             st.binary(max_size=60).map(lambda b: "Basic " + base64.b64encode(b).decode()),
             st.tuples(st.sampled_from([USER, "x"]), HEADER_VALUE).map(lambda t: basic(*t)),
+            st.text(max_size=300).map(lambda p: basic(USER, PASSWORD + p)),
         ),
         "body": st.binary(max_size=2000),
     }
