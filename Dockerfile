@@ -1,7 +1,7 @@
 # revmon's production image (docs/deployment.md).
 #
 # Two stages: the first installs the locked dependencies (requirements.lock, every one
-# pinned with its hashes) and revmon itself into a virtual environment; the second copies
+# pinned with its hashes; the build tools from requirements-build.lock, hashed too) and revmon itself into a virtual environment; the second copies
 # only that environment onto the same pinned base. revmon runs as a non-root user, on a
 # read-only root filesystem (`read_only: true` in compose, `readOnlyRootFilesystem` in
 # Kubernetes), with its state (RocksDB tables) on the /var/lib/revmon volume.
@@ -11,12 +11,17 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY requirements.lock ./
+COPY requirements.lock requirements-build.lock ./
 RUN python -m venv /opt/revmon \
-    && /opt/revmon/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+    && /opt/revmon/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+    && python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY revmon ./revmon
-RUN /opt/revmon/bin/pip install --no-cache-dir --no-deps .
+# revmon's own wheel is built with the locked, hash-checked build tools (no isolated build
+# fetching setuptools unchecked); the build venv stays in this stage.
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+    && /opt/revmon/bin/pip install --no-cache-dir --no-deps /tmp/dist/revmon-*.whl
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 revmon \

@@ -11,14 +11,16 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Every dependency, transitive ones and the dev tools included, comes from the lock with
+# its hashes checked; revmon itself is then installed from this tree without any download.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## install revmon and its dev tools into .venv
+install: $(STAMP) ## install revmon and its dev tools into .venv, hash-checked from the lock
 
 .PHONY: demo
 demo: $(STAMP) ## run the live demo: embedded broker, worker, simulated revenue engine
@@ -31,9 +33,11 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/mypy
 
 # Debian packages the tests run for real: Prometheus and promtool, Alertmanager, headless
-# Chromium, stunnel (TLS in front of the embedded broker). Installed when missing.
+# Chromium, stunnel (TLS in front of the embedded broker), openssl (test certificates).
+# Installed when missing.
 SYSTEM_TOOLS := promtool:prometheus prometheus:prometheus \
-	prometheus-alertmanager:prometheus-alertmanager chromium:chromium stunnel4:stunnel4
+	prometheus-alertmanager:prometheus-alertmanager chromium:chromium stunnel4:stunnel4 \
+	openssl:openssl
 
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests need, when missing
@@ -55,10 +59,27 @@ test: lint system-deps ## lint, then every test (unit, integration on Tansu, end
 dashboards: $(STAMP) ## regenerate grafana/dashboards/*.json from revmon/grafana
 	$(PY) -m revmon.grafana grafana/dashboards
 
+COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
+
 .PHONY: lock
-lock: $(STAMP) ## regenerate requirements.lock (pinned, with hashes) from pyproject.toml
-	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
-		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+lock: $(STAMP) ## regenerate requirements{,-dev,-build}.lock (pinned, hashed)
+	$(COMPILE) -o requirements.lock pyproject.toml
+	$(COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
+	$(COMPILE) --only-build-deps --build-deps-for=wheel -o requirements-build.lock pyproject.toml
+
+.PHONY: lock-check
+lock-check: $(STAMP) ## resolve pyproject.toml again (needs the index) and diff with the locks
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp requirements.lock requirements-dev.lock requirements-build.lock "$$tmp"/; \
+	$(COMPILE) -o "$$tmp"/requirements.lock pyproject.toml && \
+	$(COMPILE) --extra dev -o "$$tmp"/requirements-dev.lock pyproject.toml && \
+	$(COMPILE) --only-build-deps --build-deps-for=wheel \
+		-o "$$tmp"/requirements-build.lock pyproject.toml && \
+	for lock in requirements.lock requirements-dev.lock requirements-build.lock; do \
+		diff -u <(grep -v -e --output-file $$lock) <(grep -v -e --output-file "$$tmp"/$$lock) \
+			|| { echo "$$lock is not current: run make lock"; exit 1; }; \
+	done; echo "the locks are current"
 
 .PHONY: bench
 bench: $(STAMP) ## throughput, memory and freshness benchmarks

@@ -94,7 +94,11 @@ class AlertService(Service):  # type: ignore[misc]  # mode is untyped
         self._producer: AIOKafkaProducer | None = None
         self._writer = TopicWriter(self._send, self._count_topic, self._alerts_topic)
         self._alertmanager = (
-            AlertmanagerSender(settings.alertmanager_url, self._count_alertmanager)
+            AlertmanagerSender(
+                settings.alertmanager_url,
+                self._count_alertmanager,
+                auth=settings.alertmanager_auth,
+            )
             if settings.alertmanager_url
             else None
         )

@@ -24,6 +24,7 @@ from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messa
 from revmon.publish import Publisher
 from revmon.settings import Settings
 from revmon.storage import FaustDeadLetters, FaustStateTable
+from revmon.webconfig import load_web_config
 
 log = structlog.get_logger(__name__)
 
@@ -261,6 +262,8 @@ def _wire_alerts(
     """The alert room: evaluated on the exporting worker, on a timer or when ticked."""
     settings = revmon.settings
     host = f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host
+    tls = settings.web_config is not None and load_web_config(settings.web_config).tls
+    scheme = "https" if tls else "http"
     service = AlertService(
         settings,
         connection,
@@ -269,7 +272,7 @@ def _wire_alerts(
         set_firing=revmon.metrics.set_firing,
         count=revmon.metrics.count_notifications,
         wall_clock=wall_clock,
-        generator_url=f"http://{host}:{settings.web_port}/metrics",
+        generator_url=f"{scheme}://{host}:{settings.web_port}/metrics",
         on_timer=on_timer,
     )
     revmon.alerting = service

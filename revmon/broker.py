@@ -68,9 +68,14 @@ class EmbeddedBroker:
     Its state lives only as long as the process.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, *, advertised: str | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        #: `host:port` the broker tells clients to connect to (default: where it listens);
+        #: a TLS terminator in front of it (the tests' stunnel) advertises its own port.
+        self.advertised = advertised or f"{host}:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,7 +103,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}",
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -200,14 +205,7 @@ class Connection:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A verifying TLS context for the SSL protocols; verification cannot be turned off."""
-        if "SSL" not in self.security.security_protocol:
-            return None
-        cafile = str(self.security.ssl_cafile) if self.security.ssl_cafile else None
-        context = ssl.create_default_context(cafile=cafile)
-        if self.security.ssl_certfile:
-            keyfile = str(self.security.ssl_keyfile) if self.security.ssl_keyfile else None
-            context.load_cert_chain(str(self.security.ssl_certfile), keyfile)
-        return context
+        return self.security.ssl_context()
 
     def aiokafka_options(self) -> dict[str, Any]:
         """Keyword arguments shared by aiokafka producers, consumers and admin clients."""

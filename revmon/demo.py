@@ -129,7 +129,7 @@ async def _demo(
     connection = Connection(servers, settings.kafka)
     await app_module.prepare_topics(settings, connection)
     revmon = app_module.build(settings, connection)
-    web = WebServer(settings.web_host, settings.web_port, revmon.registry, revmon.ready)
+    web = WebServer.for_settings(settings, revmon.registry, revmon.ready)
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=days)
     live_from = now.timestamp()

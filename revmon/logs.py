@@ -126,3 +126,46 @@ def _thread_failed(args: threading.ExceptHookArgs) -> None:
         thread=args.thread.name if args.thread is not None else None,
         error=args.exc_type.__name__ + (f": {args.exc_value}" if args.exc_value else ""),
     )
+    # Anyone who reaches the web port can make aiohttp log a traceback per malformed
+    # request: keep that from flooding the log.
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, ThrottleFilter)]
+    server.addFilter(ThrottleFilter())
+
+
+class RateLimit:
+    """At most `burst` log lines per key in each `period` seconds; the rest are counted.
+
+    A flood of bad input must not flood the log: the counters count every rejection,
+    the log shows the first few of each kind per period and then how many it left out.
+    """
+
+    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+        self._burst = burst
+        self._period = period
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def allow(self, key: str, now: float) -> tuple[bool, int]:
+        """(log this one?, lines left out of the period that just ended, to report once)."""
+        start, seen = self._windows.get(key, (now, 0))
+        suppressed = 0
+        if now - start >= self._period:
+            suppressed = max(0, seen - self._burst)
+            start, seen = now, 0
+        self._windows[key] = (start, seen + 1)
+        return seen < self._burst, suppressed
+
+
+class ThrottleFilter(logging.Filter):
+    """A logging filter passing at most `burst` records per message and `period` seconds."""
+
+    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+        super().__init__()
+        self._limit = RateLimit(burst, period)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """True for the records to emit."""
+        show, suppressed = self._limit.allow(str(record.msg), record.created)
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} similar records suppressed)"
+        return show

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -107,27 +106,25 @@ class _Backoff:
 
 
 class AlertmanagerSender:
-    """Posts alerts to Alertmanager from a bounded queue, retrying with backoff."""
+    """Posts alerts to Alertmanager from a bounded queue, retrying with backoff.
+
+    `auth` is (user, password) for basic auth; the URL itself carries no credentials
+    (the configuration refuses them, since URLs end up in logs).
+    """
 
     def __init__(
         self,
         url: str,
         count: Count,
         *,
+        auth: tuple[str, str] | None = None,
         capacity: int = QUEUE_CAPACITY,
         timeout: float = SEND_TIMEOUT,
     ) -> None:
-        parts = urlsplit(url)
         self._headers = {"Content-Type": "application/json"}
-        if parts.username is not None:
-            self._headers["Authorization"] = aiohttp.encode_basic_auth(
-                unquote(parts.username), unquote(parts.password or "")
-            )
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
-        self._endpoint = f"{base}/api/v2/alerts"
+        if auth is not None:
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
+        self._endpoint = f"{url.rstrip('/')}/api/v2/alerts"
         self._count = count
         self._capacity = capacity
         self._timeout = timeout

@@ -18,9 +18,13 @@ from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
 from revmon.exposition import OperationsMetrics
 from revmon.kpi.customers import AccountFact
 from revmon.kpi.ledger import Records
+from revmon.logs import RateLimit
 from revmon.state import Ledger, PartitionState, StateTable
 
 log = structlog.get_logger(__name__)
+#: `event_rejected` lines per reason and period; the counters and dead letters get them all.
+REJECTION_LOG_BURST = 10
+REJECTION_LOG_PERIOD = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +136,9 @@ class Ingest:
         self._horizon = dedupe_horizon
         self._states: dict[int, PartitionState] = {}
         self._events = {t: metrics.events.labels(type=t) for t in EVENT_TYPES}
-        #: Called with each rejection after it is counted (`replay` names the file's line).
+        #: Called with each rejection that is logged (`replay` names the file's line).
         self.on_reject: list[Callable[[Message, Rejection], None]] = []
+        self._log_throttle = RateLimit(REJECTION_LOG_BURST, REJECTION_LOG_PERIOD)
 
     def state(self, partition: int) -> PartitionState:
         """The partition's state, recovered from the table the first time it is needed."""
@@ -217,7 +222,14 @@ class Ingest:
                 self._engine.reroute(item, message.partition)
 
     def _reject(self, message: Message, rejection: Rejection) -> None:
-        self._metrics.rejected.labels(reason=rejection.reason.value).inc()
+        reason = rejection.reason.value
+        self._metrics.rejected.labels(reason=reason).inc()
+        self._dead_letters.send(message, rejection)
+        show, suppressed = self._log_throttle.allow(reason, self._wall_clock())
+        if suppressed:
+            log.warning("event_rejected_suppressed", reason=reason, suppressed=suppressed)
+        if not show:
+            return
         log.warning(
             "event_rejected",
             reason=rejection.reason.value,
@@ -227,7 +239,6 @@ class Ingest:
             offset=message.offset,
             batch_index=rejection.index,
         )
-        self._dead_letters.send(message, rejection)
         for callback in self.on_reject:
             callback(message, rejection)
 

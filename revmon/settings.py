@@ -6,13 +6,14 @@ import itertools
 import json
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -37,6 +38,7 @@ from pydantic_settings import (
 
 from revmon.errors import ConfigError
 from revmon.families import FAMILIES
+from revmon.webconfig import load_web_config
 
 ENV_PREFIX = "REVMON_"
 CONFIG_ENV = "REVMON_CONFIG"
@@ -108,12 +110,33 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def read_secret(path: Path, key: str) -> SecretStr:
+    """The secret held by the file `path` (surrounding whitespace and the newline stripped).
+
+    Raises:
+        ValueError: the file cannot be read; the message names `key`, never the content.
+    """
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read {key} {path}: {reason}") from None
+    if not secret:
+        raise ValueError(f"{key} {path} is empty")
+    return SecretStr(secret)
+
+
 class KafkaSecurity(_Frozen):
-    """Client security for every connection to an external cluster (SPEC §9)."""
+    """Client security for every connection to an external cluster (SPEC §9).
+
+    Checked as a whole: a SASL protocol needs a mechanism, a user and a password; a
+    mechanism, a user or TLS files with a protocol that would not use them are errors,
+    never a silently weaker connection. Every file named loads at start.
+    """
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
+    sasl_username: Annotated[str, Field(min_length=1)] | None = None
     sasl_password: SecretStr | None = None
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
@@ -122,13 +145,72 @@ class KafkaSecurity(_Frozen):
 
     @model_validator(mode="after")
     def _read_password_file(self) -> KafkaSecurity:
-        if self.sasl_password_file is not None and self.sasl_password is None:
-            try:
-                secret = self.sasl_password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read sasl_password_file: {exc.strerror}") from exc
-            object.__setattr__(self, "sasl_password", SecretStr(secret))
+        if self.sasl_password_file is not None:
+            if self.sasl_password is not None:
+                raise ValueError("give sasl_password or sasl_password_file, not both")
+            secret = read_secret(self.sasl_password_file, "sasl_password_file")
+            object.__setattr__(self, "sasl_password", secret)
         return self
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecurity:
+        protocol = self.security_protocol
+        if protocol.startswith("SASL_"):
+            for key in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"security_protocol {protocol} needs {key}")
+        else:
+            for key in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key} is set but security_protocol {protocol} does not use SASL "
+                        "(use SASL_SSL or SASL_PLAINTEXT)"
+                    )
+        if not protocol.endswith("SSL"):
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key} is set but security_protocol {protocol} does not use TLS "
+                        "(use SSL or SASL_SSL)"
+                    )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate)")
+        if protocol.endswith("SSL"):
+            self.ssl_context()  # every file loads now, at start
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A verifying TLS context for the SSL protocols; verification cannot be turned off.
+
+        Raises:
+            ValueError: a CA, certificate or key file cannot be loaded (names the key).
+        """
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        try:
+            cafile = str(self.ssl_cafile) if self.ssl_cafile else None
+            context = ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"ssl_cafile {self.ssl_cafile}: cannot load: {_tls_reason(exc)}"
+            ) from None
+        if self.ssl_certfile:
+            keyfile = str(self.ssl_keyfile) if self.ssl_keyfile else None
+            try:
+                context.load_cert_chain(str(self.ssl_certfile), keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"ssl_certfile/ssl_keyfile: cannot load: {_tls_reason(exc)}"
+                ) from None
+        return context
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or type(exc).__name__)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
 
 
 class Worker(_Frozen):
@@ -409,10 +491,23 @@ def _check_http_url(value: str | None) -> str | None:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
+    except ValueError:
+        # urllib's message repeats the text it could not parse, which may hold a secret.
+        raise ValueError("not a valid URL (is the port a number from 0 to 65535?)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
+    if "@" in parts.netloc:
+        # A URL is logged and printed in many places; credentials have keys of their own.
+        raise ValueError(
+            "credentials do not belong in the URL: use alertmanager_username and "
+            "alertmanager_password (or alertmanager_password_file)"
+        )
+    return value
+
+
+def _check_web_config(value: Path | None) -> Path | None:
+    if value is not None:
+        load_web_config(value)  # raises WebConfigError, a ValueError naming the problem
     return value
 
 
@@ -421,6 +516,11 @@ def _check_broker(value: str) -> str:
         return value
     if not value.startswith("kafka://") or not value[len("kafka://") :].strip(","):
         raise ValueError("broker must be `embedded` or kafka://host:port[,host:port...]")
+    if "@" in value:
+        raise ValueError(
+            "credentials do not belong in the broker URL: use kafka.sasl_username and "
+            "kafka.sasl_password (or kafka.sasl_password_file)"
+        )
     for server in value[len("kafka://") :].split(","):
         host, sep, port = server.rpartition(":")
         if not sep or not host or not port.isdigit():
@@ -448,13 +548,16 @@ class Settings(BaseSettings):
     timezone: Annotated[str, AfterValidator(_check_zone)]
     web_host: str
     web_port: Annotated[int, Field(ge=0, le=65535)]
-    web_config: Path | None
+    web_config: Annotated[Path | None, AfterValidator(_check_web_config)]
     windows: Annotated[
         tuple[Annotated[str, AfterValidator(_check_window)], ...], Field(min_length=1)
     ]
     publish_interval: PositiveDuration
     dedupe_horizon: PositiveDuration
     alertmanager_url: Annotated[str | None, AfterValidator(_check_http_url)]
+    alertmanager_username: Annotated[str, Field(min_length=1)] | None
+    alertmanager_password: SecretStr | None
+    alertmanager_password_file: Path | None
     alerts_interval: PositiveDuration
     alerts_resend: PositiveDuration
     source_silence: PositiveDuration
@@ -467,6 +570,39 @@ class Settings(BaseSettings):
     pipeline: Pipeline
     targets: tuple[Target, ...]
     alerts: tuple[AlertRule, ...]
+
+    @model_validator(mode="after")
+    def _alertmanager_credentials(self) -> Settings:
+        if self.alertmanager_password_file is not None:
+            if self.alertmanager_password is not None:
+                raise ValueError(
+                    "alertmanager_password: give it or alertmanager_password_file, not both"
+                )
+            secret = read_secret(self.alertmanager_password_file, "alertmanager_password_file")
+            object.__setattr__(self, "alertmanager_password", secret)
+        user, password = self.alertmanager_username, self.alertmanager_password
+        if (user is None) != (password is None):
+            missing = "alertmanager_password" if password is None else "alertmanager_username"
+            raise ValueError(f"{missing}: basic auth needs both a user name and a password")
+        if user is not None and self.alertmanager_url is None:
+            raise ValueError("alertmanager_username: set alertmanager_url too")
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_is_plaintext(self) -> Settings:
+        if self.broker == "embedded" and self.kafka.security_protocol != "PLAINTEXT":
+            raise ValueError(
+                "kafka.security_protocol: the embedded broker speaks PLAINTEXT on loopback; "
+                "TLS and SASL are for `broker: kafka://...`"
+            )
+        return self
+
+    @property
+    def alertmanager_auth(self) -> tuple[str, str] | None:
+        """(user, password) of Alertmanager's basic auth, or None."""
+        if self.alertmanager_username is None or self.alertmanager_password is None:
+            return None
+        return self.alertmanager_username, self.alertmanager_password.get_secret_value()
 
     @field_validator("alerts")
     @classmethod
@@ -642,19 +778,9 @@ def masked(settings: Settings) -> dict[str, Any]:
     kafka = data["kafka"]
     if kafka.get("sasl_password") is not None:
         kafka["sasl_password"] = MASK
-    if data.get("alertmanager_url"):
-        data["alertmanager_url"] = mask_url(data["alertmanager_url"])
+    if data.get("alertmanager_password") is not None:
+        data["alertmanager_password"] = MASK
     return data
 
 
 MASK = "********"
-
-
-def mask_url(url: str) -> str:
-    """`url` with the password of its user info replaced by the mask."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -55,7 +55,7 @@ async def serve(revmon: Revmon) -> None:
         RevmonError: the worker stopped by itself (a crash).
     """
     settings = revmon.settings
-    server = WebServer(settings.web_host, settings.web_port, revmon.registry, revmon.ready)
+    server = WebServer.for_settings(settings, revmon.registry, revmon.ready)
     await run_until(revmon, lambda: False, limit=math.inf, web=server)
 
 

@@ -164,26 +164,44 @@ def test_file_and_environment_merge_with_the_defaults(tmp_path: Path) -> None:
     assert config["topics"]["billing"] == "revmon.billing.events"
 
 
+#: An external cluster with SASL (the password given by each case), as YAML and as variables.
+SASL_YAML = (
+    "broker: kafka://k:9092\n"
+    "kafka: {security_protocol: SASL_SSL, sasl_mechanism: SCRAM-SHA-512, sasl_username: bob"
+)
+SASL_ENV = {
+    "REVMON_BROKER": "kafka://k:9092",
+    "REVMON_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "REVMON_KAFKA__SASL_MECHANISM": "PLAIN",
+    "REVMON_KAFKA__SASL_USERNAME": "bob",
+}
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "env"),
     [
-        pytest.param(None, {"REVMON_KAFKA__SASL_PASSWORD": SECRET}, id="env-variable"),
-        pytest.param(f"kafka: {{sasl_password: {SECRET}}}\n", {}, id="yaml-file"),
+        pytest.param(None, {**SASL_ENV, "REVMON_KAFKA__SASL_PASSWORD": SECRET}, id="env-variable"),
+        pytest.param(f"{SASL_YAML}, sasl_password: {SECRET}}}\n", {}, id="yaml-file"),
         pytest.param(
             None,
-            {"REVMON_KAFKA": f'{{"sasl_mechanism": "PLAIN", "sasl_password": "{SECRET}"}}'},
+            {
+                "REVMON_BROKER": "kafka://k:9092",
+                "REVMON_KAFKA": '{"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": '
+                f'"PLAIN", "sasl_username": "bob", "sasl_password": "{SECRET}"}}',
+            },
             id="env-json-mapping",
         ),
         pytest.param(
-            f"kafka: {{sasl_mechanism: SCRAM-SHA-512, sasl_username: bob, sasl_password: {SECRET}}}"
-            f"\nalertmanager_url: http://bob:{SECRET}@127.0.0.1:9093/\n",
+            f"{SASL_YAML}, sasl_password: {SECRET}}}\n"
+            "alertmanager_url: http://127.0.0.1:9093/\n"
+            f"alertmanager_username: bob\nalertmanager_password: {SECRET}\n",
             {},
-            id="yaml-file-and-alertmanager-url",
+            id="yaml-file-and-alertmanager",
         ),
     ],
 )
 def test_secrets_are_masked(tmp_path: Path, yaml_text: str | None, env: dict[str, str]) -> None:
-    """A SASL password or Alertmanager URL password is printed as the mask, never in clear."""
+    """A SASL password or Alertmanager password is printed as the mask, never in clear."""
     result = check_config(tmp_path, yaml_text, **env)
 
     assert result.code == 0, result.stderr
@@ -196,7 +214,7 @@ def test_secret_from_a_password_file_is_masked(tmp_path: Path) -> None:
     secret_file = tmp_path / "password.txt"
     secret_file.write_text(SECRET + "\n")
 
-    result = check_config(tmp_path, f"kafka: {{sasl_password_file: {secret_file}}}\n")
+    result = check_config(tmp_path, f"{SASL_YAML}, sasl_password_file: {secret_file}}}\n")
 
     assert SECRET not in result.stdout + result.stderr
     assert effective(result)["kafka"]["sasl_password"] == "********"
@@ -270,20 +288,20 @@ def one_line_error(result: Result) -> str:
         pytest.param("web_port: 99999\n", {}, "web_port", id="port-out-of-range"),
         pytest.param("broker: kafka://nohost\n", {}, "broker", id="broker-without-port"),
         pytest.param(
-            "kafka: {sasl_password_file: /nonexistent/password}\n",
+            f"{SASL_YAML}, sasl_password_file: /nonexistent/password}}\n",
             {},
             "sasl_password_file",
             id="missing-password-file",
         ),
         pytest.param(
-            "alertmanager_url: 'http://bob:pw@127.0.0.1:notaport'\n",
+            "alertmanager_url: 'http://127.0.0.1:notaport'\n",
             {},
             "alertmanager_url",
             id="alertmanager-url-bad-port",
         ),
         pytest.param(
             None,
-            {"REVMON_ALERTMANAGER_URL": "http://bob:pw@[::1"},
+            {"REVMON_ALERTMANAGER_URL": "http://[::1"},
             "alertmanager_url",
             id="alertmanager-url-bad-ipv6",
         ),

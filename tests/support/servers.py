@@ -6,6 +6,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,16 +135,28 @@ class Alertmanager:
 
 
 class Prometheus:
-    """Prometheus scraping revmon workers every second and evaluating rule files."""
+    """Prometheus scraping revmon workers every second and evaluating rule files.
 
-    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path]) -> None:
+    `jobs` replaces the one plain `revmon` job by scrape configs of the caller's own (each
+    a `scrape_config` mapping, e.g. with `scheme: https`, `basic_auth` and `tls_config`).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        *,
+        jobs: list[dict[str, Any]] | None = None,
+    ) -> None:
         binary = require_tool("prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        scrape_configs = jobs or [{"job_name": "revmon", "static_configs": [{"targets": targets}]}]
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "revmon", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": scrape_configs,
         }
         path = workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
@@ -159,6 +172,19 @@ class Prometheus:
                 stderr=log,
             )
         wait_for(lambda: answers(f"{self.url}/-/ready"), 30, "prometheus ready")
+
+    def target_health(self) -> dict[str, str]:
+        """`up`, `down` or `unknown` of every active target, by job name."""
+        reply = get_json(f"{self.url}/api/v1/targets") or {}
+        targets = reply.get("data", {}).get("activeTargets", [])
+        return {t["labels"]["job"]: t["health"] for t in targets}
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector of a PromQL expression (empty when Prometheus cannot answer)."""
+        query = urllib.parse.urlencode({"query": expr})
+        reply = get_json(f"{self.url}/api/v1/query?{query}") or {}
+        result: list[dict[str, Any]] = reply.get("data", {}).get("result", [])
+        return result
 
     def firing(self, alertname: str) -> list[dict[str, Any]]:
         """Prometheus' firing alerts of that name."""

@@ -147,8 +147,9 @@ async def test_alertmanager_sender_retries_with_backoff_until_it_is_back() -> No
     runner, port = await server.serve()
     counts: dict[str, int] = {}
     sender = AlertmanagerSender(
-        f"http://user:secret@127.0.0.1:{port}",
+        f"http://127.0.0.1:{port}",
         lambda result, n: counts.__setitem__(result, counts.get(result, 0) + n),
+        auth=("user", "secret"),
     )
     task = asyncio.create_task(sender.run())
     try:

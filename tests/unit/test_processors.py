@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -17,7 +19,15 @@ from revmon.events import EVENT_ADAPTER, EVENT_TYPES, Decoder, Event, Reason, Re
 from revmon.exposition import OperationsMetrics, render
 from revmon.kpi.customers import AccountFact
 from revmon.kpi.ledger import Records, Windows
-from revmon.processors import AccountIngest, Ingest, Message, NoEngine, dead_letter_headers
+from revmon.processors import (
+    REJECTION_LOG_BURST,
+    REJECTION_LOG_PERIOD,
+    AccountIngest,
+    Ingest,
+    Message,
+    NoEngine,
+    dead_letter_headers,
+)
 from revmon.settings import Settings, load_settings
 from revmon.state import PartitionState
 
@@ -138,7 +148,7 @@ def make_ingest(
 ) -> Callable[..., Ingest]:
     """Build an Ingest on the shared table, metrics and dead letters (engine optional)."""
 
-    def build(engine: Any = None) -> Ingest:
+    def build(engine: Any = None, wall_clock: Callable[[], float] = time.time) -> Ingest:
         return Ingest(
             decoder=Decoder(
                 currency=config.currency,
@@ -150,6 +160,7 @@ def make_ingest(
             dead_letters=dead,
             engine=engine if engine is not None else NoEngine(),
             dedupe_horizon=HORIZON,
+            wall_clock=wall_clock,
         )
 
     return build
@@ -418,6 +429,33 @@ def test_rejection_is_counted_and_dead_lettered_unchanged(
         ("revmon-source-partition", b"3"),
         ("revmon-source-offset", b"41"),
     ]
+
+
+def test_a_flood_of_bad_messages_cannot_flood_the_log(
+    registry: CollectorRegistry, make_ingest: Callable[..., Ingest], dead: ListDeadLetters
+) -> None:
+    """5,000 rejections in a minute: all counted and dead-lettered, 10 lines per reason logged."""
+    now = [1000.0]
+    ingest = make_ingest(wall_clock=lambda: now[0])
+    bad = [msg(b"nope", i) for i in range(2500)] + [
+        msg(ev("no.such.type", f"u{i}"), 2500 + i) for i in range(2500)
+    ]
+
+    with structlog.testing.capture_logs() as logs:
+        ingest.handle(bad)
+        now[0] += REJECTION_LOG_PERIOD
+        ingest.handle([msg(b"nope", 5000)])
+
+    lines = [entry for entry in logs if entry["event"] == "event_rejected"]
+    assert rejected(registry, "malformed_json") == 2501
+    assert rejected(registry, "unknown_type") == 2500
+    assert len(dead.sent) == 5001
+    assert len(lines) == 2 * REJECTION_LOG_BURST + 1
+    assert [
+        (entry["reason"], entry["suppressed"])
+        for entry in logs
+        if entry["event"] == "event_rejected_suppressed"
+    ] == [("malformed_json", 2500 - REJECTION_LOG_BURST)]
 
 
 def test_rejected_message_still_advances_the_offset(ingest: Ingest, table: DictTable) -> None:

@@ -16,6 +16,15 @@ from revmon.settings import Settings, load_settings, masked, parse_duration, seg
 
 DAY = 86400.0
 SECRET = "hunter2-do-not-leak"
+#: An external cluster with SASL: user and mechanism, the password to come from elsewhere.
+SASL_CLUSTER: dict[str, Any] = {
+    "broker": "kafka://kafka:9092",
+    "kafka": {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "u",
+    },
+}
 
 
 @pytest.fixture
@@ -318,11 +327,11 @@ def test_file_list_replaces_default(
 
 def test_file_scalars_replace_defaults(config_file: Path) -> None:
     """Scalars from the file replace defaults; keys not given keep them."""
-    settings = _load(config_file, "currency: EUR\nclock: event\nkafka:\n  sasl_username: ops\n")
+    settings = _load(config_file, "currency: EUR\nclock: event\nworker:\n  batch_size: 7\n")
 
     assert (settings.currency, settings.clock) == ("EUR", "event")
-    assert settings.kafka.sasl_username == "ops"
-    assert settings.kafka.security_protocol == "PLAINTEXT"
+    assert settings.worker.batch_size == 7
+    assert settings.worker.app_id == "revmon"
     assert settings.web_port == 6066
 
 
@@ -457,7 +466,7 @@ def test_env_secret_is_read_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> 
     """REVMON_KAFKA__SASL_PASSWORD sets the password; repr and masked() never show it."""
     monkeypatch.setenv("REVMON_KAFKA__SASL_PASSWORD", SECRET)
 
-    settings = load_settings()
+    settings = load_settings(None, **SASL_CLUSTER)
 
     assert settings.kafka.sasl_password is not None
     assert settings.kafka.sasl_password.get_secret_value() == SECRET
@@ -725,6 +734,7 @@ def test_masked_hides_password_from_file(tmp_path: Path) -> None:
 
     settings = load_settings(
         None,
+        broker="kafka://kafka:9092",
         kafka={
             "security_protocol": "SASL_SSL",
             "sasl_mechanism": "SCRAM-SHA-512",
@@ -744,7 +754,11 @@ def test_masked_hides_password_from_file(tmp_path: Path) -> None:
 
 def test_masked_hides_password_from_config(config_file: Path) -> None:
     """A password in the config file never appears in masked()."""
-    settings = _load(config_file, f"kafka:\n  sasl_password: {SECRET}\n")
+    settings = _load(
+        config_file,
+        "broker: kafka://kafka:9092\nkafka:\n  security_protocol: SASL_PLAINTEXT\n"
+        f"  sasl_mechanism: PLAIN\n  sasl_username: u\n  sasl_password: {SECRET}\n",
+    )
 
     assert SECRET not in json.dumps(masked(settings))
 
@@ -757,14 +771,28 @@ def test_masked_without_password_shows_null() -> None:
 def test_unreadable_password_file_names_the_key(tmp_path: Path) -> None:
     """A `sasl_password_file` that cannot be read fails start naming the key."""
     with pytest.raises(ConfigError, match="sasl_password_file"):
-        load_settings(None, kafka={"sasl_password_file": str(tmp_path / "missing")})
+        load_settings(
+            None,
+            **{
+                **SASL_CLUSTER,
+                "kafka": {**SASL_CLUSTER["kafka"], "sasl_password_file": str(tmp_path / "missing")},
+            },
+        )
 
 
 def test_masked_hides_alertmanager_credentials() -> None:
-    """Credentials inside `alertmanager_url` never appear in masked()."""
-    settings = load_settings(None, alertmanager_url=f"http://admin:{SECRET}@am:9093")
+    """The Alertmanager password never appears in masked(); the user name does."""
+    settings = load_settings(
+        None,
+        alertmanager_url="http://am:9093",
+        alertmanager_username="admin",
+        alertmanager_password=SECRET,
+    )
 
-    assert SECRET not in json.dumps(masked(settings))
+    shown = masked(settings)
+    assert SECRET not in json.dumps(shown)
+    assert (shown["alertmanager_username"], shown["alertmanager_password"]) == ("admin", "********")
+    assert settings.alertmanager_auth == ("admin", SECRET)
 
 
 # -- segments --------------------------------------------------------------------------
