@@ -133,7 +133,8 @@ def _undercovered(weeks: Sequence[Week], settings: Settings) -> str:
         )
     note = (
         '<p class="note">Counts by segment: revmon never exports account ids as labels '
-        "(SPEC §3), so the accounts themselves are listed by the CRM, not here.</p>"
+        "(a label per account would make Prometheus series without bound), so the accounts "
+        "themselves are listed by the CRM, not here.</p>"
     )
     table = _table(
         ["segment", "cadence", "undercovered", "accounts", "a week earlier"], rows, numeric_from=2
