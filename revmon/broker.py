@@ -286,6 +286,13 @@ async def _answers(connection: Connection, server: str, within: float) -> str | 
         return None
     except TimeoutError:
         return f"no answer within {within:.0f}s"
+    except ssl.SSLError as exc:
+        # A certificate that does not verify, or a handshake the broker refuses, does not
+        # fix itself by waiting: say so now instead of retrying for `broker_wait`.
+        raise BrokerError(
+            f"TLS with the broker at {server} failed ({exc.reason or exc}): check "
+            "kafka.ssl_cafile, kafka.ssl_certfile and kafka.ssl_keyfile"
+        ) from exc
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         return str(exc) or type(exc).__name__
     finally:

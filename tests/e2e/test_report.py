@@ -46,10 +46,17 @@ JSON.stringify({
 """
 
 
-def simulate(tmp: Path, days: int, seed: int) -> Path:
+#: The day the simulated histories end (2025-01-01 plus 400 days).
+END = "2026-02-05"
+
+
+def simulate(tmp: Path, days: int, seed: int, end: str = END) -> Path:
     """`revmon simulate --days DAYS --seed SEED` into `tmp`."""
     out = tmp / f"history-{days}d-{seed}.jsonl"
-    result = revmon("simulate", "--days", str(days), "--seed", str(seed), "--out", str(out))
+    # A fixed end: the example config's quarterly targets cover these days.
+    result = revmon(
+        "simulate", "--days", str(days), "--seed", str(seed), "--end", end, "--out", str(out)
+    )
     assert result.code == 0, result.stderr
     return out
 
@@ -129,7 +136,7 @@ def test_replay_until_reproduces_the_replay_of_the_truncated_file(
     tmp_path: Path, until: str, before: str
 ) -> None:
     """`replay --until` ends with the metrics of a replay of the file cut at that time."""
-    history = simulate(tmp_path, 45, 5)
+    history = simulate(tmp_path, 45, 5, end="2025-02-15")  # 2025-01-01 to 2025-02-15
     truncated = _cut(history, before, tmp_path / "truncated.jsonl")
     runs = {}
     for name, args in (

@@ -104,7 +104,9 @@ def test_the_report_from_prometheus_has_the_tiles_of_the_report_from_the_log(
 ) -> None:
     """Week by week, Prometheus (scraping `revmon run`) and a replay give equal tiles."""
     history = tmp_path / "history.jsonl"
-    result = revmon("simulate", "--days", "29", "--seed", "7", "--out", str(history))
+    result = revmon(
+        "simulate", "--days", "29", "--seed", "7", "--end", "2025-01-30", "--out", str(history)
+    )
     assert result.code == 0, result.stderr
     servers = broker.bootstrap_servers
     tag = uuid.uuid4().hex[:10]

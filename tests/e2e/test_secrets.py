@@ -172,7 +172,9 @@ def test_a_failed_connection_never_shows_the_secret(
         env["REVMON_KAFKA__SASL_PASSWORD"] = SECRET
     else:
         kafka["sasl_password_file"] = str(secret_file)
-    path = write_config(tmp_path, {"broker": f"kafka://{servers}", "kafka": kafka})
+    # A closed port is waited for (`broker_wait`); a short wait keeps the test short.
+    config = {"broker": f"kafka://{servers}", "kafka": kafka, "broker_wait": "3s"}
+    path = write_config(tmp_path, config)
     events = tmp_path / "events.jsonl"
     events.write_text('{"event_id": "e1"}\n')
 
