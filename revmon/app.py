@@ -23,12 +23,12 @@ from revmon.partials import Exchange, Shared, combine
 from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
 from revmon.publish import Publisher
 from revmon.settings import Settings
+from revmon.state import RECORD_LIMIT
 from revmon.storage import FaustDeadLetters, FaustStateTable
 
 log = structlog.get_logger(__name__)
 
 STATE_TABLE = "state"
-DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
 ACCOUNTS_TABLE = "accounts"
 
 
@@ -177,9 +177,9 @@ def build(
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
-        # A rejected message goes to the dead-letter topic unchanged, even one over the
-        # 1 MiB input limit: the broker took it once, so it takes the copy.
-        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
+        # Kafka's default `max.message.bytes`: every record revmon writes fits a cluster
+        # with default limits (SPEC §9), and one that would not fails here, in tests too.
+        producer_max_request_size=RECORD_LIMIT,
     )
     inputs = app.topic(
         *settings.topics.inputs,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import structlog
 
-from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
+from revmon.events import EVENT_TYPES, Decoder, Event, Reason, Rejection
 from revmon.exposition import OperationsMetrics
 from revmon.kpi.customers import AccountFact
 from revmon.kpi.ledger import Records
@@ -96,8 +96,29 @@ def next_positions(states: Iterable[PartitionState]) -> dict[tuple[str, int], in
     }
 
 
+#: Bytes of a rejected message the dead letter keeps when the whole would not fit (SPEC §9).
+DEAD_LETTER_KEEP = 64 * 1024
+#: Bytes of a rejected payload copied whole at most: with key and headers within 1 MiB.
+_DEAD_LETTER_WHOLE = 1024 * 1024 - 64 * 1024
+
+
+def dead_letter_value(rejection: Rejection) -> bytes:
+    """What the dead letter carries: the rejected bytes, or their first 64 KiB for a
+    `too_large` message (and any payload too large to copy within Kafka's 1 MiB)."""
+    if _truncated(rejection):
+        return rejection.payload[:DEAD_LETTER_KEEP]
+    return rejection.payload
+
+
+def _truncated(rejection: Rejection) -> bool:
+    size = len(rejection.payload)
+    too_large = rejection.reason is Reason.TOO_LARGE and size > DEAD_LETTER_KEEP
+    return too_large or size > _DEAD_LETTER_WHOLE
+
+
 def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
-    """The headers SPEC §1 puts on a dead-lettered message."""
+    """The headers SPEC §1 puts on a dead-lettered message (and §9's `revmon-truncated`,
+    the original size, when it carries only the first 64 KiB)."""
     headers = [
         ("revmon-reason", rejection.reason.value.encode()),
         ("revmon-source-topic", message.topic.encode()),
@@ -106,6 +127,8 @@ def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[st
     ]
     if rejection.index is not None:
         headers.append(("revmon-batch-index", str(rejection.index).encode()))
+    if _truncated(rejection):
+        headers.append(("revmon-truncated", str(len(rejection.payload)).encode()))
     return headers
 
 
