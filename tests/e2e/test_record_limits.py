@@ -85,6 +85,8 @@ async def largest_records(connection: Connection, topics: list[str]) -> dict[str
     largest = dict.fromkeys(topics, 0)
     try:
         wanted = [tp for tp in tps if ends.get(tp, 0) > 0]
+        if not wanted:
+            return largest
         consumer.assign(wanted)
         await consumer.seek_to_beginning(*wanted)
         deadline = time.monotonic() + 60
