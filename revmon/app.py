@@ -23,6 +23,7 @@ from revmon.partials import Exchange, Shared, combine
 from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
 from revmon.publish import Publisher
 from revmon.settings import Settings
+from revmon.stale import discard_stale_local_state
 from revmon.state import RECORD_LIMIT
 from revmon.storage import FaustDeadLetters, FaustStateTable
 
@@ -197,6 +198,8 @@ def build(
         partitions=settings.partitions,
         help="revmon per-partition state journal",
     )
+    # A local store ahead of its changelog (a recreated cluster) is rebuilt, not fatal.
+    discard_stale_local_state(app)
     registry = registry if registry is not None else CollectorRegistry()
     lead, opportunity = settings.funnels.lead, settings.funnels.opportunity
     decoder = Decoder(
