@@ -9,10 +9,14 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -60,12 +64,29 @@ class EmbeddedBroker:
     The child is tied to this process three ways: `stop()` on every normal path, a
     context manager, and PR_SET_PDEATHSIG so that even a SIGKILL of revmon kills it.
     Its state lives only as long as the process.
+
+    Its stdout and stderr go to `output` (a file in the data directory; an unnamed
+    temporary file when None), never to a pipe nobody reads: a broker that logs for
+    months would fill the pipe and block. A thread watches the child: if it dies while
+    not being stopped, one error line says so (exit code, output file, its last line)
+    and `on_death(exit code)` runs.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        output: Path | None = None,
+        on_death: Callable[[int], None] | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.output = output
+        self._on_death = on_death
         self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._stopping = threading.Event()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -94,24 +115,39 @@ class EmbeddedBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self.output is not None:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self.output.open("ab")
+        else:
+            self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        self._stopping.clear()
         self._proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self._out,
+            stderr=self._out,
             preexec_fn=_die_with_parent,  # revmon starts brokers from its main thread
             start_new_session=True,  # Ctrl-C in a terminal goes to revmon, which stops us in order
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise BrokerError(f"embedded broker exited at start: {err.strip()[:300]}")
+                err = self._tail(300)
+                self._close_output()
+                raise BrokerError(f"embedded broker exited at start: {err}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection((self.host, self.port), 0.2),
             ):
-                log.info("broker_started", bootstrap=self.bootstrap_servers, pid=self._proc.pid)
+                log.info(
+                    "broker_started",
+                    bootstrap=self.bootstrap_servers,
+                    pid=self._proc.pid,
+                    output=str(self.output) if self.output else None,
+                )
+                threading.Thread(
+                    target=self._watch, args=(self._proc,), name="broker-watch", daemon=True
+                ).start()
                 return self
             time.sleep(0.05)
         self.stop()
@@ -119,8 +155,10 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL) and reap it; safe to call twice."""
+        self._stopping.set()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
+            self._close_output()
             return
         proc.terminate()
         try:
@@ -128,9 +166,42 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        self._close_output()
         log.info("broker_stopped", pid=proc.pid)
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait for the child; report a death nobody asked for."""
+        code = proc.wait()
+        if self._stopping.is_set():
+            return
+        log.error(
+            "embedded_broker_died",
+            exit_code=code,
+            pid=proc.pid,
+            output=str(self.output) if self.output else None,
+            last_line=self._tail(200),
+        )
+        if self._on_death is not None:
+            self._on_death(code)
+
+    def _tail(self, limit: int) -> str:
+        """The last line the child wrote (at most `limit` characters)."""
+        out = self._out
+        if out is None or out.closed:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            out.flush()
+            size = os.fstat(out.fileno()).st_size
+            with open(out.fileno(), "rb", closefd=False) as reader:
+                reader.seek(max(0, size - 4096))
+                lines = reader.read().decode(errors="replace").strip().splitlines()
+                return lines[-1][-limit:] if lines else ""
+        return ""
+
+    def _close_output(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            out.close()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start() if self._proc is None else self
@@ -139,14 +210,32 @@ class EmbeddedBroker:
         self.stop()
 
 
+#: Exit code of revmon when its embedded broker dies under it.
+EXIT_BROKER_DIED = 1
+#: The embedded broker's stdout and stderr, in the data directory.
+BROKER_OUTPUT = "broker.log"
+
+
+def _exit_on_broker_death(code: int) -> None:  # pragma: no cover - ends the process
+    """The embedded broker is gone and its data with it: nothing to finish, so stop now."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(EXIT_BROKER_DIED)
+
+
 @contextlib.contextmanager
 def broker_for(settings: Settings) -> Iterator[str]:
-    """Bootstrap servers for the configured broker, starting the embedded one if asked."""
+    """Bootstrap servers for the configured broker, starting the embedded one if asked.
+
+    The embedded broker writes its output to `broker.log` in the data directory; if it
+    dies, revmon logs one error line and exits with a non-zero code.
+    """
     servers = settings.bootstrap_servers
     if servers is not None:
         yield servers
         return
-    with EmbeddedBroker() as broker:
+    output = settings.worker.data_dir / BROKER_OUTPUT
+    with EmbeddedBroker(output=output, on_death=_exit_on_broker_death) as broker:
         yield broker.bootstrap_servers
 
 
