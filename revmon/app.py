@@ -230,6 +230,7 @@ def build(
         engine=engine,
         dedupe_horizon=settings.dedupe_horizon,
         wall_clock=wall_clock,
+        snapshot_min_changes=worker.snapshot_min_changes,
     )
     holder["ingest"] = ingest
     exchange = Exchange(connection, partials_topic(settings))
@@ -394,7 +395,10 @@ def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:
         )
     )
     accounts = revmon.accounts = AccountIngest(
-        table=table, engine=engine, dedupe_horizon=settings.dedupe_horizon
+        table=table,
+        engine=engine,
+        dedupe_horizon=settings.dedupe_horizon,
+        snapshot_min_changes=settings.worker.snapshot_min_changes,
     )
 
     partitions = list(range(settings.partitions))
