@@ -230,7 +230,7 @@ def build(
         engine=engine,
         dedupe_horizon=settings.dedupe_horizon,
         wall_clock=wall_clock,
-        snapshot_min_changes=worker.snapshot_min_changes,
+        snapshot_every=worker.snapshot_every,
     )
     holder["ingest"] = ingest
     exchange = Exchange(connection, partials_topic(settings))
@@ -398,7 +398,7 @@ def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:
         table=table,
         engine=engine,
         dedupe_horizon=settings.dedupe_horizon,
-        snapshot_min_changes=settings.worker.snapshot_min_changes,
+        snapshot_every=settings.worker.snapshot_every,
     )
 
     partitions = list(range(settings.partitions))

@@ -18,7 +18,7 @@ from revmon.events import EVENT_TYPES, Decoder, Event, Reason, Rejection
 from revmon.exposition import OperationsMetrics
 from revmon.kpi.customers import AccountFact
 from revmon.kpi.ledger import Records
-from revmon.state import SNAPSHOT_MIN_CHANGES, Ledger, PartitionState, StateTable
+from revmon.state import Ledger, PartitionState, StateTable
 
 log = structlog.get_logger(__name__)
 
@@ -145,10 +145,10 @@ class Ingest:
         engine: Engine,
         dedupe_horizon: float,
         wall_clock: Callable[[], float] = time.time,
-        snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES,
+        snapshot_every: int | None = None,
     ) -> None:
         self._wall_clock = wall_clock
-        self._snapshot_min_changes = snapshot_min_changes
+        self._snapshot_every = snapshot_every
         self._decoder = decoder
         self._metrics = metrics
         self._table = table
@@ -164,7 +164,7 @@ class Ingest:
         if state is None:
             ledgers = self._engine.ledgers(partition)
             state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
-            state.snapshot_min_changes = self._snapshot_min_changes
+            state.snapshot_every = self._snapshot_every
             self._engine.recovered(partition)
             self._states[partition] = state
             log.info(
@@ -318,9 +318,9 @@ class AccountIngest:
         table: StateTable,
         engine: AccountFacts,
         dedupe_horizon: float,
-        snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES,
+        snapshot_every: int | None = None,
     ) -> None:
-        self._snapshot_min_changes = snapshot_min_changes
+        self._snapshot_every = snapshot_every
         self._table = table
         self._engine = engine
         self._horizon = dedupe_horizon
@@ -334,7 +334,7 @@ class AccountIngest:
             ledgers = self._engine.account_ledgers(partition)
             sources = ledgers[SOURCES] = Records()
             state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
-            state.snapshot_min_changes = self._snapshot_min_changes
+            state.snapshot_every = self._snapshot_every
             self._engine.account_recovered(partition)
             self._states[partition] = state
             self._sources[partition] = sources

@@ -137,6 +137,8 @@ class PartitionState:
     seq: int = 0
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
+    #: A fixed number of changes between snapshots instead (`worker.snapshot_every`).
+    snapshot_every: int | None = None
     _pending: dict[str, float] = field(default_factory=dict)
     _pending_skipped: dict[str, list[int]] = field(default_factory=dict)
     _dirty: bool = False
@@ -235,7 +237,9 @@ class PartitionState:
         self._pending_skipped = {}
         self._dirty = False
         self._since_snapshot += changes
-        if self._since_snapshot >= max(self.snapshot_min_changes, self._size()):
+        every = self.snapshot_every
+        due = max(self.snapshot_min_changes, self._size()) if every is None else every
+        if self._since_snapshot >= due:
             self.snapshot(table)
 
     def _write_parts(self, table: StateTable, value: dict[str, Any]) -> bytes:
