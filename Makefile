@@ -61,9 +61,10 @@ lock: $(STAMP) ## regenerate requirements.lock (pinned, with hashes) from pyproj
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 .PHONY: bench
-bench: $(STAMP) ## throughput, memory and freshness benchmarks
+bench: $(STAMP) ## throughput, memory, freshness and soak benchmarks
 	$(PY) bench/run.py
 	$(PY) bench/freshness.py
+	$(PY) bench/soak.py
 
 .PHONY: clean
 clean: ## remove local state and caches (not .venv)
