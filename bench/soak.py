@@ -11,7 +11,7 @@ expired at each snapshot. Once the longest window and the dedupe horizon are ful
 peaks of the first half of the remaining samples are compared with those of the second
 half: they must not grow by more than `--tolerance`.
 
-    python bench/soak.py [--days 300 --leads-per-day 200 --seconds 200 --every 5]
+    python bench/soak.py [--days 540 --leads-per-day 100 --seconds 240 --every 5]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from freshness import steady_load, wait_ready
 
 from revmon.broker import Connection, EmbeddedBroker, ensure_topics, free_port
 from revmon.endoffsets import true_end_offsets
+from revmon.kpi.pipeline import FORECAST_HORIZON, PACE_WINDOWS
 from revmon.logs import configure
 from revmon.settings import Settings, load_settings
 from revmon.simulate import SimulationConfig, simulate, write_jsonl
@@ -168,9 +169,9 @@ def soak(args: argparse.Namespace, history: Path, start_at: float, count: int) -
 def main() -> int:
     """Run the soak; print the curve and whether memory and state stayed flat."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=300)
-    parser.add_argument("--leads-per-day", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=200.0, help="wall time of the feed")
+    parser.add_argument("--days", type=int, default=540)
+    parser.add_argument("--leads-per-day", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=240.0, help="wall time of the feed")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--tolerance", type=float, default=0.15, help="allowed growth")
     args = parser.parse_args()
@@ -178,8 +179,10 @@ def main() -> int:
         parser.error("a soak runs at least 30 simulated days")
     configure("WARNING")
     settings = load_settings()
-    # Full windows: the longest metric window and the dedupe horizon have passed.
-    full_day = (max(w.seconds for w in settings.window_list) + settings.dedupe_horizon) / DAY
+    # Full windows: the longest window any book keeps (the pipeline's 365-day forecast)
+    # and the dedupe horizon have passed.
+    longest = max(*(w.seconds for w in settings.window_list), PACE_WINDOWS[-1].seconds)
+    full_day = (max(longest, FORECAST_HORIZON) + settings.dedupe_horizon) / DAY
     with tempfile.TemporaryDirectory() as tmp:
         history = Path(tmp) / "history.jsonl"
         config = SimulationConfig.from_settings(
