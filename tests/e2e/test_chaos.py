@@ -12,7 +12,9 @@ and account facts), so every kill interrupts the account stage too. The kinds of
   metrics publisher and the alerts room: a takeover for them);
 - `both`: both workers at once (nothing survives but the changelogs).
 
-The seed of the random points is printed (`-s` shows it); `CHAOS_SEED=<n>` replays one.
+The seed of the random points is printed (`-s` shows it, and every failure message);
+`CHAOS_SEED=<n>` replays its kinds, victims and delays (where in the stream they land
+still varies with the machine's speed).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from revmon.produce import ProduceReport, produce_file
 from revmon.settings import load_settings
 from tests.e2e.test_scaleout import settled_sum
 from tests.e2e.workers import (
+    Series,
     applied,
     gauge,
     scrape,
@@ -110,6 +113,18 @@ async def snapshots_written(connection: Connection, changelog: str) -> int:
     return markers
 
 
+#: Alert state (SPEC §5) is not a §3.1–§3.8 series: rules are evaluated on a wall-clock
+#: timer against an event-time stream that runs days per second here, so which instants
+#: were evaluated (and hence a `for` or a `clear` band) depends on kills and takeovers.
+#: The alerting tests cover its takeovers.
+NOT_COMPARED = ("revmon_alerts_firing",)
+
+
+def revenue(series: dict[Series, float]) -> dict[Series, float]:
+    """The state series without the alert state."""
+    return {k: v for k, v in series.items() if k[0] not in NOT_COMPARED}
+
+
 class Pair:
     """Two `revmon run` workers of one group, killed and restarted by the test."""
 
@@ -155,7 +170,7 @@ def test_repeated_sigkills_of_two_workers_end_with_the_uninterrupted_metrics(
     broker: EmbeddedBroker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """Six kills of several kinds at random points; the pair ends exactly where one
-    uninterrupted worker does, every state series equal."""
+    uninterrupted worker does, every §3.1–§3.8 series equal."""
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
     print(f"chaos seed {seed} (CHAOS_SEED={seed} replays it)")
     rng = random.Random(seed)
@@ -208,8 +223,8 @@ def test_repeated_sigkills_of_two_workers_end_with_the_uninterrupted_metrics(
     wait_caught_up(connection, f"steady-{tag}", last, limit=120)
     wait_caught_up(connection, f"chaos-{tag}", last, limit=120)
 
-    want = state_metrics(settled(steady_port))
-    got = settled_sum(pair.ports)
+    want = revenue(state_metrics(settled(steady_port)))
+    got = revenue(settled_sum(pair.ports))
     assert len(want) > 300
     wrong = {k: (v, want.get(k)) for k, v in got.items() if v != want.get(k)}
     assert dict(sorted(wrong.items())[:12]) == {}, f"seed {seed}: {len(wrong)} series differ"
