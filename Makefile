@@ -82,9 +82,10 @@ lock-check: $(STAMP) ## resolve pyproject.toml again (needs the index) and diff 
 	done; echo "the locks are current"
 
 .PHONY: bench
-bench: $(STAMP) ## throughput, memory and freshness benchmarks
+bench: $(STAMP) ## throughput, memory, freshness and soak benchmarks
 	$(PY) bench/run.py
 	$(PY) bench/freshness.py
+	$(PY) bench/soak.py
 
 .PHONY: clean
 clean: ## remove local state and caches (not .venv)

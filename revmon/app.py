@@ -23,13 +23,14 @@ from revmon.partials import Exchange, Shared, combine
 from revmon.processors import AccountIngest, Engine, Ingest, Message, fact_messages
 from revmon.publish import Publisher
 from revmon.settings import Settings
+from revmon.stale import discard_stale_local_state
+from revmon.state import RECORD_LIMIT
 from revmon.storage import FaustDeadLetters, FaustStateTable
 from revmon.webconfig import load_web_config
 
 log = structlog.get_logger(__name__)
 
 STATE_TABLE = "state"
-DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
 ACCOUNTS_TABLE = "accounts"
 
 
@@ -187,9 +188,9 @@ def build(
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
-        # A rejected message goes to the dead-letter topic unchanged, even one over the
-        # 1 MiB input limit: the broker took it once, so it takes the copy.
-        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
+        # Kafka's default `max.message.bytes`: every record revmon writes fits a cluster
+        # with default limits (SPEC §9), and one that would not fails here, in tests too.
+        producer_max_request_size=RECORD_LIMIT,
     )
     inputs = app.topic(
         *settings.topics.inputs,
@@ -207,6 +208,8 @@ def build(
         partitions=settings.partitions,
         help="revmon per-partition state journal",
     )
+    # A local store ahead of its changelog (a recreated cluster) is rebuilt, not fatal.
+    discard_stale_local_state(app)
     registry = registry if registry is not None else CollectorRegistry()
     lead, opportunity = settings.funnels.lead, settings.funnels.opportunity
     decoder = Decoder(
@@ -237,6 +240,7 @@ def build(
         engine=engine,
         dedupe_horizon=settings.dedupe_horizon,
         wall_clock=wall_clock,
+        snapshot_every=worker.snapshot_every,
     )
     holder["ingest"] = ingest
     exchange = Exchange(connection, partials_topic(settings))
@@ -403,7 +407,10 @@ def _wire_accounts(revmon: Revmon, engine: MetricEngine) -> None:
         )
     )
     accounts = revmon.accounts = AccountIngest(
-        table=table, engine=engine, dedupe_horizon=settings.dedupe_horizon
+        table=table,
+        engine=engine,
+        dedupe_horizon=settings.dedupe_horizon,
+        snapshot_every=settings.worker.snapshot_every,
     )
 
     partitions = list(range(settings.partitions))

@@ -12,10 +12,13 @@ import ssl
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -66,17 +69,33 @@ class EmbeddedBroker:
     The child is tied to this process three ways: `stop()` on every normal path, a
     context manager, and PR_SET_PDEATHSIG so that even a SIGKILL of revmon kills it.
     Its state lives only as long as the process.
+
+    Its stdout and stderr go to `output` (a file in the data directory; an unnamed
+    temporary file when None), never to a pipe nobody reads: a broker that logs for
+    months would fill the pipe and block. A thread watches the child: if it dies while
+    not being stopped, one error line says so (exit code, output file, its last line)
+    and `on_death(exit code)` runs.
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int | None = None, *, advertised: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        advertised: str | None = None,
+        output: Path | None = None,
+        on_death: Callable[[int], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         #: `host:port` the broker tells clients to connect to (default: where it listens);
         #: a TLS terminator in front of it (the tests' stunnel) advertises its own port.
         self.advertised = advertised or f"{host}:{self.port}"
+        self.output = output
+        self._on_death = on_death
         self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._stopping = threading.Event()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -90,6 +109,9 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         """Start Tansu and wait until it accepts connections.
+
+        Its stdout and stderr go to `output` (a temporary file without one), never to a
+        pipe nobody drains.
 
         Raises:
             BrokerError: the binary is missing or the broker did not answer in time.
@@ -107,11 +129,17 @@ class EmbeddedBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self.output is not None:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self.output.open("ab")
+        else:
+            self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        self._stopping.clear()
         self._proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self._out,
+            stderr=self._out,
             preexec_fn=_die_with_parent,  # revmon starts brokers from its main thread
             start_new_session=True,  # Ctrl-C in a terminal goes to revmon, which stops us in order
         )
@@ -139,13 +167,20 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise BrokerError(f"embedded broker exited at start: {err.strip()[:300]}")
+                raise BrokerError(f"embedded broker exited at start: {self._tail(300)}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection((self.host, self.port), 0.2),
             ):
-                log.info("broker_started", bootstrap=self.bootstrap_servers, pid=self._proc.pid)
+                log.info(
+                    "broker_started",
+                    bootstrap=self.bootstrap_servers,
+                    pid=self._proc.pid,
+                    output=str(self.output) if self.output else None,
+                )
+                threading.Thread(
+                    target=self._watch, args=(self._proc,), name="broker-watch", daemon=True
+                ).start()
                 return
             time.sleep(0.05)
         raise BrokerError(
@@ -154,8 +189,10 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL) and reap it; safe to call twice."""
+        self._stopping.set()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
+            self._close_output()
             return
         proc.terminate()
         try:
@@ -163,9 +200,42 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        self._close_output()
         log.info("broker_stopped", pid=proc.pid)
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait for the child; report a death nobody asked for."""
+        code = proc.wait()
+        if self._stopping.is_set():
+            return
+        log.error(
+            "embedded_broker_died",
+            exit_code=code,
+            pid=proc.pid,
+            output=str(self.output) if self.output else None,
+            last_line=self._tail(200),
+        )
+        if self._on_death is not None:
+            self._on_death(code)
+
+    def _tail(self, limit: int) -> str:
+        """The last line the child wrote (at most `limit` characters)."""
+        out = self._out
+        if out is None or out.closed:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            out.flush()
+            size = os.fstat(out.fileno()).st_size
+            with open(out.fileno(), "rb", closefd=False) as reader:
+                reader.seek(max(0, size - 4096))
+                lines = reader.read().decode(errors="replace").strip().splitlines()
+                return lines[-1][-limit:] if lines else ""
+        return ""
+
+    def _close_output(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            out.close()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start() if self._proc is None else self
@@ -174,18 +244,36 @@ class EmbeddedBroker:
         self.stop()
 
 
+#: Exit code of revmon when its embedded broker dies under it.
+EXIT_BROKER_DIED = 1
+#: The embedded broker's stdout and stderr, in the data directory.
+BROKER_OUTPUT = "broker.log"
+
+
+def _exit_on_broker_death(code: int) -> None:  # pragma: no cover - ends the process
+    """The embedded broker is gone and its data with it: nothing to finish, so stop now."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(EXIT_BROKER_DIED)
+
+
 @contextlib.contextmanager
 def broker_for(settings: Settings, *, announce: bool = True) -> Iterator[str]:
     """Bootstrap servers for the configured broker, starting the embedded one if asked.
 
     The embedded broker listens on `embedded_port` (0: any free port); with `announce`
-    its address is printed as one line on stderr, for `revmon produce` to use.
+    its address is printed as one line on stderr, for `revmon produce` to use. It writes
+    its output to `broker.log` in the data directory; if it dies, revmon logs one error
+    line and exits with a non-zero code.
     """
     servers = settings.bootstrap_servers
     if servers is not None:
         yield servers
         return
-    with EmbeddedBroker(port=settings.embedded_port or None) as broker:
+    output = settings.worker.data_dir / BROKER_OUTPUT
+    with EmbeddedBroker(
+        port=settings.embedded_port or None, output=output, on_death=_exit_on_broker_death
+    ) as broker:
         if announce:
             print(
                 f"revmon: embedded broker at {broker.bootstrap_servers} "

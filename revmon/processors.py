@@ -14,7 +14,7 @@ from typing import Protocol
 
 import structlog
 
-from revmon.events import EVENT_TYPES, Decoder, Event, Rejection
+from revmon.events import EVENT_TYPES, Decoder, Event, Reason, Rejection
 from revmon.exposition import OperationsMetrics
 from revmon.kpi.customers import AccountFact
 from revmon.kpi.ledger import Records
@@ -100,8 +100,29 @@ def next_positions(states: Iterable[PartitionState]) -> dict[tuple[str, int], in
     }
 
 
+#: Bytes of a rejected message the dead letter keeps when the whole would not fit (SPEC §9).
+DEAD_LETTER_KEEP = 64 * 1024
+#: Bytes of a rejected payload copied whole at most: with key and headers within 1 MiB.
+_DEAD_LETTER_WHOLE = 1024 * 1024 - 64 * 1024
+
+
+def dead_letter_value(rejection: Rejection) -> bytes:
+    """What the dead letter carries: the rejected bytes, or their first 64 KiB for a
+    `too_large` message (and any payload too large to copy within Kafka's 1 MiB)."""
+    if _truncated(rejection):
+        return rejection.payload[:DEAD_LETTER_KEEP]
+    return rejection.payload
+
+
+def _truncated(rejection: Rejection) -> bool:
+    size = len(rejection.payload)
+    too_large = rejection.reason is Reason.TOO_LARGE and size > DEAD_LETTER_KEEP
+    return too_large or size > _DEAD_LETTER_WHOLE
+
+
 def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
-    """The headers SPEC §1 puts on a dead-lettered message."""
+    """The headers SPEC §1 puts on a dead-lettered message (and §9's `revmon-truncated`,
+    the original size, when it carries only the first 64 KiB)."""
     headers = [
         ("revmon-reason", rejection.reason.value.encode()),
         ("revmon-source-topic", message.topic.encode()),
@@ -110,6 +131,8 @@ def dead_letter_headers(message: Message, rejection: Rejection) -> list[tuple[st
     ]
     if rejection.index is not None:
         headers.append(("revmon-batch-index", str(rejection.index).encode()))
+    if _truncated(rejection):
+        headers.append(("revmon-truncated", str(len(rejection.payload)).encode()))
     return headers
 
 
@@ -126,8 +149,10 @@ class Ingest:
         engine: Engine,
         dedupe_horizon: float,
         wall_clock: Callable[[], float] = time.time,
+        snapshot_every: int | None = None,
     ) -> None:
         self._wall_clock = wall_clock
+        self._snapshot_every = snapshot_every
         self._decoder = decoder
         self._metrics = metrics
         self._table = table
@@ -146,6 +171,7 @@ class Ingest:
         if state is None:
             ledgers = self._engine.ledgers(partition)
             state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
+            state.snapshot_every = self._snapshot_every
             self._engine.recovered(partition)
             self._states[partition] = state
             log.info(
@@ -301,7 +327,15 @@ class AccountIngest:
     position from there was applied already (exact, whatever the dedupe horizon).
     """
 
-    def __init__(self, *, table: StateTable, engine: AccountFacts, dedupe_horizon: float) -> None:
+    def __init__(
+        self,
+        *,
+        table: StateTable,
+        engine: AccountFacts,
+        dedupe_horizon: float,
+        snapshot_every: int | None = None,
+    ) -> None:
+        self._snapshot_every = snapshot_every
         self._table = table
         self._engine = engine
         self._horizon = dedupe_horizon
@@ -315,6 +349,7 @@ class AccountIngest:
             ledgers = self._engine.account_ledgers(partition)
             sources = ledgers[SOURCES] = Records()
             state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
+            state.snapshot_every = self._snapshot_every
             self._engine.account_recovered(partition)
             self._states[partition] = state
             self._sources[partition] = sources

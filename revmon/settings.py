@@ -222,6 +222,9 @@ class Worker(_Frozen):
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     rebalance_timeout: PositiveDuration = 5.0
     session_timeout: Annotated[Duration, Field(ge=6)] = 10.0
+    #: A fixed number of journaled changes between snapshots, instead of the adaptive rule
+    #: (at least 50,000 and at least the state's size). Each snapshot writes the whole state.
+    snapshot_every: Annotated[int, Field(ge=1)] | None = None
 
 
 class Topics(_Frozen):

@@ -15,8 +15,23 @@ written as a snapshot (chunks, then a marker naming them), and the journal recor
 covers are deleted. Writes stay O(1) amortized per change and recovery reads at most
 about twice the state.
 
-Keys (zero-padded numbers sort): `j/<p>/<seq>` journal records, `s/<p>/<seq>/<chunk>`
-snapshot chunks, `m/<p>` the marker of the newest complete snapshot.
+Why parts: Kafka refuses records over `max.message.bytes` (1 MiB by default), and one
+batch of valid input (a bulk load of thousands of opportunities) can change more state
+than that. Every record stays within `RECORD_BUDGET`: a change that would not fit is
+written as parts `j/<p>/<seq>/<part>` (item lists, each within the budget) followed by
+the journal record `j/<p>/<seq>` itself, which names how many parts it has and carries
+the offsets. The journal record is the commit: a partition's changelog is one ordered
+log, so when it is there every part written before it is there too, and recovery loads a
+change only through its journal record; parts whose journal record never landed (a crash
+between them) are ignored, deleted with the next snapshot, and a later flush that
+reuses their sequence number overwrites them. So the argument above holds unchanged:
+the recovered state is exactly everything up to the offsets of the newest journal
+record. Snapshot chunks are cut by size as well as by count. Only a change that would
+be large is split, so the usual batch still costs one record.
+
+Keys (zero-padded numbers sort): `j/<p>/<seq>` journal records, `j/<p>/<seq>/<part>`
+their parts, `s/<p>/<seq>/<chunk>` snapshot chunks, `m/<p>` the marker of the newest
+complete snapshot.
 """
 
 from __future__ import annotations
@@ -30,7 +45,11 @@ import orjson
 from revmon.kpi.ledger import Records, Windows
 
 _SEQ_DIGITS = 12
-SNAPSHOT_CHUNK = 5_000  # items per snapshot record: well under Kafka's 1 MiB message limit
+SNAPSHOT_CHUNK = 5_000  # items per snapshot record at most (and within RECORD_BUDGET)
+#: Kafka's default `max.message.bytes`: no record revmon writes may be larger (SPEC §9).
+RECORD_LIMIT = 1024 * 1024
+#: Bytes of one state record's value at most: the limit less room for key and framing.
+RECORD_BUDGET = 900 * 1024
 SNAPSHOT_MIN_CHANGES = 50_000
 #: How many input offsets back the skipped-event notes are kept: far more than can be
 #: redelivered (what was read after the last commit).
@@ -56,6 +75,11 @@ Ledger = Records | Windows
 def journal_key(partition: int, seq: int) -> str:
     """The table key of journal record `seq` of `partition`."""
     return f"j/{partition}/{seq:0{_SEQ_DIGITS}d}"
+
+
+def part_key(partition: int, seq: int, part: int) -> str:
+    """The table key of part `part` of journal record `seq` (a change too large for one)."""
+    return f"{journal_key(partition, seq)}/{part:06d}"
 
 
 def journal_prefix(partition: int) -> str:
@@ -113,11 +137,15 @@ class PartitionState:
     seq: int = 0
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
+    #: A fixed number of changes between snapshots instead (`worker.snapshot_every`).
+    snapshot_every: int | None = None
     _pending: dict[str, float] = field(default_factory=dict)
     _pending_skipped: dict[str, list[int]] = field(default_factory=dict)
     _dirty: bool = False
     _since_snapshot: int = 0
     _journal: list[int] = field(default_factory=list)
+    #: Part keys of the journal records since the snapshot, and orphaned parts.
+    _parts: set[str] = field(default_factory=set)
     _snapshot_keys: list[str] = field(default_factory=list)
 
     # -- input positions -------------------------------------------------------------
@@ -200,14 +228,31 @@ class PartitionState:
         }
         if self._pending_skipped:
             value["skipped"] = self._pending_skipped
-        table.put(self.partition, journal_key(self.partition, self.seq), _dumps(value))
+        raw = _dumps(value)
+        if len(raw) > RECORD_BUDGET:
+            raw = self._write_parts(table, value)
+        table.put(self.partition, journal_key(self.partition, self.seq), raw)
         self._journal.append(self.seq)
         self._pending = {}
         self._pending_skipped = {}
         self._dirty = False
         self._since_snapshot += changes
-        if self._since_snapshot >= max(self.snapshot_min_changes, self._size()):
+        every = self.snapshot_every
+        due = max(self.snapshot_min_changes, self._size()) if every is None else every
+        if self._since_snapshot >= due:
             self.snapshot(table)
+
+    def _write_parts(self, table: StateTable, value: dict[str, Any]) -> bytes:
+        """Write a change too large for one record as parts; the journal record to commit them."""
+        items = _change_items(value)
+        count = 0
+        for count, chunk in enumerate(_sized_chunks(items, SNAPSHOT_CHUNK, RECORD_BUDGET), 1):
+            key = part_key(self.partition, self.seq, count - 1)
+            table.put(self.partition, key, chunk)
+            self._parts.add(key)
+        head = {k: v for k, v in value.items() if k not in _CHANGE_FIELDS}
+        head["parts"] = count
+        return _dumps(head)
 
     def snapshot(self, table: StateTable) -> None:
         """Write the whole state as chunks plus a marker, then drop what it supersedes."""
@@ -218,9 +263,9 @@ class PartitionState:
                 if isinstance(ledger, Windows):
                     ledger.expire(self.newest)
         keys: list[str] = []
-        for i, chunk in enumerate(_chunks(self._items(), SNAPSHOT_CHUNK)):
+        for i, chunk in enumerate(_sized_chunks(self._items(), SNAPSHOT_CHUNK, RECORD_BUDGET)):
             key = snapshot_key(self.partition, self.seq, i)
-            table.put(self.partition, key, _dumps(chunk))
+            table.put(self.partition, key, chunk)
             keys.append(key)
         marker = {
             "seq": self.seq,
@@ -235,7 +280,10 @@ class PartitionState:
             table.delete(self.partition, key)
         for seq in self._journal:
             table.delete(self.partition, journal_key(self.partition, seq))
+        for key in sorted(self._parts):
+            table.delete(self.partition, key)
         self._snapshot_keys, self._journal, self._since_snapshot = keys, [], 0
+        self._parts = set()
 
     def _size(self) -> int:
         size = len(self.ids) + len(self.skipped)
@@ -300,15 +348,27 @@ class PartitionState:
             key for key in stored if key.startswith(snapshot_prefix(partition)) and key not in live
         )
         prefix = journal_prefix(partition)
-        journal = sorted(
-            (int(key[len(prefix) :]), raw) for key, raw in stored.items() if key.startswith(prefix)
-        )
+        journal: list[tuple[int, bytes]] = []
+        parts: dict[str, bytes] = {}
+        for key, raw in stored.items():
+            if key.startswith(prefix):
+                seq_text, _, part = key[len(prefix) :].partition("/")
+                if part:
+                    parts[key] = raw
+                else:
+                    journal.append((int(seq_text), raw))
+        # Every part is deleted with the next snapshot: those of the records loaded below,
+        # and orphans whose journal record never landed (never loaded).
+        state._parts.update(parts)
         snapshot_seq = state.seq
-        for seq, raw in journal:
+        for seq, raw in sorted(journal):
             if marker_raw is not None and seq <= snapshot_seq:
                 state._journal.append(seq)  # covered by the snapshot; its delete did not land
                 continue
-            state._load_record(seq, orjson.loads(raw))
+            value = orjson.loads(raw)
+            for i in range(int(value.get("parts", 0))):
+                state._load_chunk(orjson.loads(parts[part_key(partition, seq, i)]))
+            state._load_record(seq, value)
         return state
 
     def _load_chunk(self, items: list[list[Any]]) -> None:
@@ -353,12 +413,46 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def _chunks(items: Iterable[list[Any]], size: int) -> Iterator[list[list[Any]]]:
+#: The fields of a journal record that hold the change itself (what parts carry).
+_CHANGE_FIELDS = ("ids", "skipped", "records", "points")
+
+
+def _change_items(value: Mapping[str, Any]) -> Iterator[list[Any]]:
+    """A journal record's change as snapshot items (what `_load_chunk` applies)."""
+    for event_id, at in value.get("ids", {}).items():
+        yield ["i", event_id, at]
+    for key, indexes in value.get("skipped", {}).items():
+        yield ["k", key, indexes]
+    for name, changes in value.get("records", {}).items():
+        for key, record in changes.items():
+            yield ["r", name, key, record]
+    for name, points in value.get("points", {}).items():
+        for point in points:
+            yield ["p", name, *point]
+
+
+def _sized_chunks(items: Iterable[list[Any]], count: int, budget: int) -> Iterator[bytes]:
+    """Items encoded as JSON arrays of at most `count` items and `budget` bytes each.
+
+    Cut by count first (one encoding in the usual case); an array over the budget is
+    halved until it fits. A single item over the budget is written alone (input limits
+    keep every item far below it).
+    """
     chunk: list[list[Any]] = []
     for item in items:
         chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
+        if len(chunk) >= count:
+            yield from _fit(chunk, budget)
             chunk = []
     if chunk:
-        yield chunk
+        yield from _fit(chunk, budget)
+
+
+def _fit(chunk: list[list[Any]], budget: int) -> Iterator[bytes]:
+    raw = _dumps(chunk)
+    if len(raw) <= budget or len(chunk) == 1:
+        yield raw
+        return
+    half = len(chunk) // 2
+    yield from _fit(chunk[:half], budget)
+    yield from _fit(chunk[half:], budget)

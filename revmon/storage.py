@@ -10,7 +10,7 @@ from typing import Any
 from faust.streams import _current_event
 
 from revmon.events import Rejection
-from revmon.processors import Message, dead_letter_headers
+from revmon.processors import Message, dead_letter_headers, dead_letter_value
 from revmon.state import belongs_to
 
 
@@ -72,7 +72,8 @@ class FaustStateTable:
 
 
 class FaustDeadLetters:
-    """Rejected input to the dead-letter topic, unchanged, with the `revmon-*` headers."""
+    """Rejected input to the dead-letter topic with the `revmon-*` headers: unchanged, or
+    its first 64 KiB when it was too large (SPEC §9)."""
 
     def __init__(self, topic: Any) -> None:
         self._topic = topic
@@ -81,6 +82,6 @@ class FaustDeadLetters:
         """Queue the message; Faust flushes its producer before it commits input offsets."""
         self._topic.send_soon(
             key=message.key,
-            value=rejection.payload,
+            value=dead_letter_value(rejection),
             headers=dead_letter_headers(message, rejection),
         )

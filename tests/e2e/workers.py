@@ -34,8 +34,16 @@ PER_PROCESS = (
 )
 
 
-def write_config(tmp: Path, servers: str, tag: str, app_id: str, store: str = "memory") -> Path:
-    """A config on the session broker with this test's topics and group, expiry configured."""
+def write_config(
+    tmp: Path,
+    servers: str,
+    tag: str,
+    app_id: str,
+    store: str = "memory",
+    **worker: object,
+) -> Path:
+    """A config on the session broker with this test's topics and group, expiry configured
+    (`worker` keys added to the worker section)."""
     config = {
         "broker": f"kafka://{servers}",
         "clock": "event",
@@ -54,6 +62,7 @@ def write_config(tmp: Path, servers: str, tag: str, app_id: str, store: str = "m
             "session_timeout": "6s",
             "data_dir": str(tmp / app_id),
             "batch_size": 200,
+            **worker,
         },
     }
     path = tmp / f"{app_id}.yaml"

@@ -27,6 +27,7 @@ from revmon.processors import (
     Message,
     NoEngine,
     dead_letter_headers,
+    dead_letter_value,
 )
 from revmon.settings import Settings, load_settings
 from revmon.state import PartitionState
@@ -399,7 +400,7 @@ def test_late_duplicate_is_only_a_duplicate(
             Reason.CURRENCY_MISMATCH,
             id="currency_mismatch",
         ),
-        pytest.param(b" " * (1024 * 1024 + 1), Reason.TOO_LARGE, id="too_large"),
+        pytest.param(b"[" + b"{}," * 10_000 + b"{}]", Reason.TOO_LARGE, id="too_large"),
     ],
 )
 def test_rejection_is_counted_and_dead_lettered_unchanged(
@@ -811,3 +812,29 @@ def test_the_account_stage_drops_re_sent_facts_by_source_position_whatever_their
     )
 
     assert engine.applied == ["x1", "x2", "y1", "x3"]
+
+
+@pytest.mark.parametrize(
+    ("value", "kept", "truncated"),
+    [
+        pytest.param(b"[" + b" " * (2 * 1024 * 1024) + b"]", 64 * 1024, True, id="2-mib-message"),
+        pytest.param(
+            b"[" + b'{"x":"0123456789"},' * 10_000 + b"{}]", 64 * 1024, True, id="10001-elements"
+        ),
+        pytest.param(b"[" + b"{}," * 10_001 + b"{}]", 30_007, False, id="10001-small-elements"),
+        pytest.param(b"{" * 1000, 1000, False, id="small-malformed"),
+        pytest.param(b"{" * (1024 * 1024), 64 * 1024, True, id="1-mib-malformed"),
+    ],
+)
+def test_dead_letter_of_a_large_message_keeps_its_first_64_kib(
+    ingest: Ingest, dead: ListDeadLetters, value: bytes, kept: int, truncated: bool
+) -> None:
+    """A dead letter stays within 1 MiB: a too-large rejection carries 64 KiB and its size."""
+    ingest.handle([msg(value, 7)])
+
+    [(sent, rejection)] = dead.sent
+    carried = dead_letter_value(rejection)
+    headers = dict(dead_letter_headers(sent, rejection))
+    assert carried == value[:kept]
+    assert len(carried) + sum(len(k) + len(v) for k, v in headers.items()) < 1024 * 1024
+    assert headers.get("revmon-truncated") == (str(len(value)).encode() if truncated else None)

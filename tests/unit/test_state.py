@@ -10,12 +10,14 @@ import pytest
 
 from revmon.kpi.ledger import Records, Windows
 from revmon.state import (
+    RECORD_BUDGET,
     SKIPPED_KEEP_OFFSETS,
     PartitionState,
     StateTable,
     journal_key,
     journal_prefix,
     marker_key,
+    part_key,
     snapshot_key,
 )
 from revmon.storage import FaustStateTable
@@ -531,3 +533,133 @@ def test_skipped_events_are_journaled_recovered_and_pruned(table: DictTable) -> 
     recovered.snapshot(table)
     again = PartitionState.recover(0, HORIZON, table, _ledgers())
     assert again.skipped == {f"crm|{7 + SKIPPED_KEEP_OFFSETS}": [0]}
+
+
+# -- records within Kafka's 1 MiB (SPEC §9) ---------------------------------------------
+
+
+def _big_state(partition: int = 0) -> PartitionState:
+    """A state with one record ledger and one window ledger."""
+    ledgers: dict[str, Records | Windows] = {"opps": Records(), "w": Windows(retention=1e9)}
+    return PartitionState(partition=partition, horizon=HORIZON, ledgers=ledgers)
+
+
+def _bulk_change(state: PartitionState, first: int, count: int, offset: int) -> None:
+    """A change of ~`count` × 600 bytes: ids, records and points, as a bulk load makes."""
+    records, windows = state.ledgers["opps"], state.ledgers["w"]
+    assert isinstance(records, Records)
+    assert isinstance(windows, Windows)
+    for n in range(first, first + count):
+        state.remember(f"evt-{n:08d}", float(n))
+        records.put(f"opp-{n:08d}", ["x" * 400, n, "stage", float(n)])
+        windows.add(f"entries|opp|s{n % 7}", float(n), 1.0)
+    state.advance("crm", offset)
+
+
+def _restored(table: DictTable, partition: int = 0) -> PartitionState:
+    """The state recovered from `table` into fresh ledgers."""
+    fresh = _big_state(partition)
+    return PartitionState.recover(partition, HORIZON, table, fresh.ledgers)
+
+
+def _same(a: PartitionState, b: PartitionState) -> None:
+    """Assert two states hold the same ids, offsets, records and points."""
+    assert a.ids == b.ids
+    assert a.offsets == b.offsets
+    assert a.seq == b.seq
+    ra, rb = a.ledgers["opps"], b.ledgers["opps"]
+    wa, wb = a.ledgers["w"], b.ledgers["w"]
+    assert isinstance(ra, Records)
+    assert isinstance(rb, Records)
+    assert isinstance(wa, Windows)
+    assert isinstance(wb, Windows)
+    assert dict(ra.items()) == dict(rb.items())
+    assert sorted(wa.snapshot()) == sorted(wb.snapshot())
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(100, id="small-one-record"),
+        pytest.param(3_000, id="bulk-load"),
+        pytest.param(12_000, id="many-large-messages"),
+    ],
+)
+def test_every_record_stays_within_the_budget(table: DictTable, count: int) -> None:
+    """Whatever one batch changes, every record written is within 900 KiB and recovers whole."""
+    state = _big_state()
+    state.snapshot_min_changes = 10**9
+    _bulk_change(state, 0, count, offset=0)
+
+    state.flush(table)
+
+    sizes = [len(v) for v in table.data[0].values()]
+    assert max(sizes) <= RECORD_BUDGET
+    assert (len(sizes) > 1) is (count > 100)
+    _same(state, _restored(table))
+
+
+def test_a_large_change_is_parts_then_its_journal_record(table: DictTable) -> None:
+    """Parts are written first and the journal record, naming how many, commits them."""
+    state = _big_state()
+    state.snapshot_min_changes = 10**9
+    _bulk_change(state, 0, 3_000, offset=0)
+
+    state.flush(table)
+
+    keys = [key for _, key in table.puts]
+    assert keys[-1] == journal_key(0, 1)
+    assert keys[:-1] == [part_key(0, 1, i) for i in range(len(keys) - 1)]
+    assert table.value(journal_key(0, 1))["parts"] == len(keys) - 1
+
+
+def test_parts_without_their_journal_record_are_ignored(table: DictTable) -> None:
+    """A crash between the parts and their journal record recovers the state before them."""
+    state = _big_state()
+    state.snapshot_min_changes = 10**9
+    _bulk_change(state, 0, 10, offset=0)
+    state.flush(table)
+    before = _restored(table)
+    _bulk_change(state, 10, 3_000, offset=1)
+    state.flush(table)
+    del table.data[0][journal_key(0, 2)]  # the commit never landed
+
+    after = _restored(table)
+
+    _same(before, after)
+    assert after.offsets == {"crm": 0}
+
+
+def test_orphan_parts_are_overwritten_then_deleted_by_the_snapshot(table: DictTable) -> None:
+    """After a crash, the next flushes reuse the orphans' keys and the snapshot deletes them all."""
+    state = _big_state()
+    state.snapshot_min_changes = 10**9
+    _bulk_change(state, 0, 6_000, offset=0)
+    state.flush(table)
+    del table.data[0][journal_key(0, 1)]
+    recovered = _restored(table)
+    recovered.snapshot_min_changes = 10**9
+    _bulk_change(recovered, 0, 3_000, offset=0)  # the redelivered input, smaller batch
+    recovered.flush(table)
+    assert _restored(table).offsets == {"crm": 0}
+    _same(recovered, _restored(table))
+
+    recovered.snapshot(table)
+
+    assert not [k for k in table.data[0] if k.startswith(journal_prefix(0))]
+    _same(recovered, _restored(table))
+
+
+def test_snapshot_chunks_are_cut_by_size(table: DictTable) -> None:
+    """A snapshot of large items writes chunks within the budget and recovers whole."""
+    state = _big_state()
+    state.snapshot_min_changes = 10**9
+    _bulk_change(state, 0, 8_000, offset=0)
+    state.flush(table)
+
+    state.snapshot(table)
+
+    chunks = [k for k in table.data[0] if k.startswith("s/0/")]
+    assert len(chunks) > 2
+    assert max(len(v) for v in table.data[0].values()) <= RECORD_BUDGET
+    _same(state, _restored(table))
