@@ -89,16 +89,14 @@ class Revmon:
         """The evaluation instant (SPEC §4): the wall clock, or the newest event time."""
         return wall_clock() if self.settings.clock == "wall" else self.newest()
 
-    def ready(self) -> bool:
-        """True once partitions are assigned and table state is recovered, while the
-        broker answers."""
+    def state_ready(self) -> bool:
+        """True once partitions are assigned and table state is recovered."""
         recovery = self.app.tables.recovery
-        return (
-            self.assigned
-            and recovery.completed.is_set()
-            and not self.app.rebalancing
-            and self.broker_reachable
-        )
+        return self.assigned and recovery.completed.is_set() and not self.app.rebalancing
+
+    def ready(self) -> bool:
+        """True once state is ready, while the broker answers (/readyz, `revmon_ready`)."""
+        return self.state_ready() and self.broker_reachable
 
     def load_owned_state(self) -> None:
         """Recover every owned partition's state now, not at its first message.
@@ -115,7 +113,9 @@ class Revmon:
     def exports_kpis(self) -> bool:
         """True on the one worker that exports the revenue metrics: the owner of input
         partition 0, once ready (SPEC §4)."""
-        return 0 in self.owned and self.ready()
+        # The state, not the broker: a broker outage pauses processing, but the numbers
+        # (and the alerts on them) stay what they were instead of vanishing from /metrics.
+        return 0 in self.owned and self.state_ready()
 
     def freshness(self) -> list[Freshness]:
         """Source freshness over the input partitions this worker owns (SPEC §3.9)."""
@@ -329,7 +329,7 @@ def _share(
     exchange = revmon.exchange
 
     def evaluate() -> Evaluation | None:
-        if 0 not in revmon.owned or not revmon.ready():
+        if not revmon.exports_kpis():
             return None
         now = revmon.now(wall_clock) or wall_clock()
         local = engine.partition_partials(now)
@@ -346,7 +346,7 @@ def _share(
     every = set(range(revmon.settings.partitions))
 
     async def share() -> None:
-        if not revmon.ready():
+        if not revmon.state_ready():
             return  # still recovering: what we hold now is not what we own
         now = revmon.now(wall_clock)
         if now is None or (revmon.owned >= every and revmon.owned_accounts >= every):

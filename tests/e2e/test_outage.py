@@ -93,6 +93,12 @@ def test_a_frozen_broker_turns_readyz_503_and_processing_resumes(tmp_path: Path)
                 poll(lambda: _status(port) == 503, within=NOTICE_WITHIN, what="/readyz 503")
                 noticed = time.monotonic() - stopped
                 assert daemon.proc.poll() is None
+                # The revenue numbers stay exported meanwhile: dashboards and alert rules
+                # keep what was computed instead of seeing every series vanish.
+                answer = http_get(f"http://127.0.0.1:{port}/metrics")
+                assert answer is not None
+                assert sample(answer[1], "revmon_funnel_open", funnel="lead", stage="name") == 5
+                assert sample(answer[1], "revmon_ready") == 0
             finally:
                 os.kill(broker.pid, signal.SIGCONT)
 
