@@ -74,15 +74,22 @@ class PartitionBooks:
         self.finance.rebuild()
         self.router.rebuild()
 
-    def apply(self, event: Event) -> bool:
-        """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
-        move = self.funnel.apply(event)
+    def apply(self, event: Event, line: float | None = None) -> bool:
+        """Apply one valid, non-duplicate event; True when it was late (SPEC §1).
+
+        Leads and opportunities closed before `line` are forgotten (`closed_retention`).
+        """
+        move = self.funnel.apply(event, line)
         late = move is not None and move.effect is Effect.LATE
         self.marketing.apply(event, move)
         if isinstance(event, _OPPORTUNITY_EVENTS):
-            late = self.pipeline.apply(event, move) or late
+            late = self.pipeline.apply(event, move, line) or late
         self.finance.apply(event)
         return late
+
+    def retire(self, line: float) -> int:
+        """Forget the leads and opportunities closed before `line`; how many records."""
+        return self.funnel.retire(line) + self.pipeline.retire(line)
 
     def partials(self, now: float) -> dict[str, float]:
         """Every book's summable components at `now`."""
@@ -131,12 +138,30 @@ class MetricEngine:
         self._source = (topic, partition, offset)
         self._ordinal = 0
 
-    def apply(self, event: Event, partition: int) -> bool:
-        """Apply one event to its partition's books; True when it was late."""
+    def apply(self, event: Event, partition: int, newest: float | None = None) -> bool:
+        """Apply one event to its partition's books; True when it was late.
+
+        `newest`: the newest `occurred_at` applied on the event's input topic (this event
+        included); closed entities `closed_retention` behind it are forgotten.
+        """
         books = self._books[partition]
-        late = books.apply(event)
+        late = books.apply(event, self._line(newest))
         self._send(books.router.route(event))
         return late
+
+    def retire(self, partition: int, newest: float) -> int:
+        """Forget the closed entities every input topic's `apply` would forget by now.
+
+        `newest`: the oldest of the partition's newest `occurred_at` by input topic, so
+        that what is dropped here is what any later event would find forgotten anyway.
+        """
+        line = self._line(newest)
+        books = self._books.get(partition)
+        return 0 if line is None or books is None else books.retire(line)
+
+    def _line(self, newest: float | None) -> float | None:
+        retention = self._settings.closed_retention
+        return None if newest is None or retention is None else newest - retention
 
     def reroute(self, event: Event, partition: int) -> None:
         """Queue again the account facts of an event applied before a restart."""

@@ -7,6 +7,7 @@ it can be unit-tested.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -60,8 +61,14 @@ class Engine(Protocol):
     def begin(self, topic: str, partition: int, offset: int) -> None:
         """The events applied or re-routed next come from this input message."""
 
-    def apply(self, event: Event, partition: int) -> bool:
-        """Apply one valid, non-duplicate event; True when it was late (SPEC §1)."""
+    def apply(self, event: Event, partition: int, newest: float | None = None) -> bool:
+        """Apply one valid, non-duplicate event; True when it was late (SPEC §1).
+
+        `newest`: the newest `occurred_at` applied on the event's topic, this one included.
+        """
+
+    def retire(self, partition: int, newest: float) -> int:
+        """Forget the closed entities older than `closed_retention` behind `newest`."""
 
     def reroute(self, event: Event, partition: int) -> None:
         """Send again what applying `event` sent onwards (input applied before a restart)."""
@@ -83,9 +90,13 @@ class NoEngine:
     def begin(self, topic: str, partition: int, offset: int) -> None:
         """Nothing is sent onwards."""
 
-    def apply(self, event: Event, partition: int) -> bool:
+    def apply(self, event: Event, partition: int, newest: float | None = None) -> bool:
         """Apply nothing."""
         return False
+
+    def retire(self, partition: int, newest: float) -> int:
+        """Nothing to forget."""
+        return 0
 
     def reroute(self, event: Event, partition: int) -> None:
         """Nothing was sent onwards."""
@@ -172,6 +183,7 @@ class Ingest:
             ledgers = self._engine.ledgers(partition)
             state = PartitionState.recover(partition, self._horizon, self._table, ledgers)
             state.snapshot_every = self._snapshot_every
+            state.before_snapshot = functools.partial(self._engine.retire, partition)
             self._engine.recovered(partition)
             self._states[partition] = state
             log.info(
@@ -199,7 +211,8 @@ class Ingest:
                     state.skip(message.topic, message.offset, index)
                 else:
                     state.remember(item.event_id, item.at, message.topic)
-                    if self._engine.apply(item, message.partition):
+                    newest = state.newest_by_topic[message.topic]
+                    if self._engine.apply(item, message.partition, newest):
                         self._metrics.late.inc()
                     self._events[item.type].inc()
             state.advance(message.topic, message.offset, received)

@@ -41,6 +41,9 @@ from revmon.families import FAMILIES
 from revmon.webconfig import load_web_config
 
 ENV_PREFIX = "REVMON_"
+#: The longest any metric looks back (the 365-day forecast and segment revenue), seconds:
+#: the shortest `closed_retention` that forgets nothing a number still needs.
+CLOSED_RETENTION_FLOOR = 365 * 86_400.0
 CONFIG_ENV = "REVMON_CONFIG"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -557,6 +560,8 @@ class Settings(BaseSettings):
     ]
     publish_interval: PositiveDuration
     dedupe_horizon: PositiveDuration
+    #: How long after its close a closed lead or opportunity is remembered (None: always).
+    closed_retention: PositiveDuration | None
     alertmanager_url: Annotated[str | None, AfterValidator(_check_http_url)]
     alertmanager_username: Annotated[str, Field(min_length=1)] | None
     alertmanager_password: SecretStr | None
@@ -589,6 +594,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{missing}: basic auth needs both a user name and a password")
         if user is not None and self.alertmanager_url is None:
             raise ValueError("alertmanager_username: set alertmanager_url too")
+        return self
+
+    @model_validator(mode="after")
+    def _retention_outlasts_windows(self) -> Settings:
+        # Forgetting a closed entity must not change a number any window can still see.
+        if self.closed_retention is not None:
+            floor = max(CLOSED_RETENTION_FLOOR, *(w.seconds for w in self.window_list))
+            if self.closed_retention < floor:
+                raise ValueError(
+                    f"closed_retention: at least {floor / 86_400:g}d (the longest any "
+                    "metric looks back), or null to remember closed entities always"
+                )
         return self
 
     @model_validator(mode="after")

@@ -36,7 +36,7 @@ complete snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,6 +139,9 @@ class PartitionState:
     snapshot_min_changes: int = SNAPSHOT_MIN_CHANGES
     #: A fixed number of changes between snapshots instead (`worker.snapshot_every`).
     snapshot_every: int | None = None
+    #: Called at each snapshot with the oldest of the newest `occurred_at` by topic, to
+    #: drop what no later event can need (the engine's retired closed entities).
+    before_snapshot: Callable[[float], object] | None = None
     _pending: dict[str, float] = field(default_factory=dict)
     _pending_skipped: dict[str, list[int]] = field(default_factory=dict)
     _dirty: bool = False
@@ -258,6 +261,8 @@ class PartitionState:
         """Write the whole state as chunks plus a marker, then drop what it supersedes."""
         self._forget_old_ids()
         self._forget_old_skips()
+        if self.before_snapshot is not None and self.newest_by_topic:
+            self.before_snapshot(min(self.newest_by_topic.values()))
         if self.newest is not None:
             for ledger in self.ledgers.values():
                 if isinstance(ledger, Windows):

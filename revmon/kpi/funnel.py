@@ -45,6 +45,7 @@ from revmon.kpi.stages import (
     create,
     deadline,
     due,
+    forgotten,
     is_late,
     move,
     touch,
@@ -71,6 +72,7 @@ __all__ = [
     "create",
     "deadline",
     "due",
+    "forgotten",
     "funnel_specs",
     "is_late",
     "move",
@@ -182,21 +184,21 @@ class FunnelBook:
     def position(self, funnel: str, entity: str) -> Position | None:
         """Where entity `entity` of `funnel` is, or None when it is unknown."""
         value = self.records[funnel].get(entity)
-        if value is None:
-            return None
-        return Position(value[0], float(value[1]), len(value) < 3 or bool(value[2]))
+        return None if value is None else _position(value)
 
-    def apply(self, event: Event) -> Move | None:
+    def apply(self, event: Event, line: float | None = None) -> Move | None:
         """Apply a creation, stage change or amount change (None for any other event type).
 
         A late or ignored move changes nothing (but an expiry it finds due, or a hold), and
         is returned so that the caller can count `Effect.LATE` and tell a new lead
-        (`Effect.CREATED`) from a repeat or a snapshot.
+        (`Effect.CREATED`) from a repeat or a snapshot. An entity closed before `line`
+        (`closed_retention` behind the newest event) is forgotten first: the event finds
+        it unknown.
         """
         if isinstance(event, LeadCreated | OpportunityCreated):
             funnel = LEAD if isinstance(event, LeadCreated) else OPPORTUNITY
             entity = event.lead_id if isinstance(event, LeadCreated) else event.opportunity_id
-            current = self.position(funnel, entity)
+            current = self._current(funnel, entity, line)
             answer = create(
                 self.specs[funnel],
                 current,
@@ -207,18 +209,43 @@ class FunnelBook:
             )
             return self._commit(funnel, entity, current, answer)
         if isinstance(event, LeadStageChanged):
-            return self._move(LEAD, event.lead_id, event.stage, event.at)
+            return self._move(LEAD, event.lead_id, event.stage, event.at, line)
         if isinstance(event, OpportunityStageChanged):
-            return self._move(OPPORTUNITY, event.opportunity_id, event.stage, event.at)
+            return self._move(OPPORTUNITY, event.opportunity_id, event.stage, event.at, line)
         if isinstance(event, OpportunityAmountChanged):
-            current = self.position(OPPORTUNITY, event.opportunity_id)
+            current = self._current(OPPORTUNITY, event.opportunity_id, line)
             answer = touch(self.specs[OPPORTUNITY], current, event.at)
             return self._commit(OPPORTUNITY, event.opportunity_id, current, answer)
         return None
 
-    def _move(self, funnel: str, entity: str, stage: str, at: float) -> Move:
-        current = self.position(funnel, entity)
+    def _move(self, funnel: str, entity: str, stage: str, at: float, line: float | None) -> Move:
+        current = self._current(funnel, entity, line)
         return self._commit(funnel, entity, current, move(self.specs[funnel], current, stage, at))
+
+    def _current(self, funnel: str, entity: str, line: float | None) -> Position | None:
+        """The entity's position, after forgetting it when it closed before `line`."""
+        current = self.position(funnel, entity)
+        if current is not None and forgotten(self.specs[funnel], current, line):
+            self._unindex(funnel, current)
+            self.records[funnel].delete(entity)
+            return None
+        return current
+
+    def retire(self, line: float) -> int:
+        """Forget every entity closed before `line` (what `apply` would forget on its next
+        event anyway, so when this runs changes no number); how many."""
+        count = 0
+        for funnel, records in self.records.items():
+            spec = self.specs[funnel]
+            gone = [
+                entity
+                for entity, value in records.items()
+                if forgotten(spec, _position(value), line)
+            ]
+            for entity in gone:
+                self._current(funnel, entity, line)
+            count += len(gone)
+        return count
 
     def _commit(self, funnel: str, entity: str, current: Position | None, result: Move) -> Move:
         new = result.position
@@ -354,6 +381,11 @@ class FunnelBook:
     def expire(self, now: float) -> None:
         """Forget flows that no window can see any more."""
         self.windows.expire(now)
+
+
+def _position(value: Value) -> Position:
+    """The position of a stored record (`[stage, entered_at]`, or `[..., 0]` once held)."""
+    return Position(value[0], float(value[1]), len(value) < 3 or bool(value[2]))
 
 
 def samples(settings: Settings, partials: Mapping[str, float], now: float) -> list[Sample]:

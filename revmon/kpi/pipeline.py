@@ -48,6 +48,7 @@ from revmon.kpi.funnel import (
     bucket_of,
     create,
     deadline,
+    forgotten,
     move,
     spec_of,
     touch,
@@ -153,17 +154,21 @@ class PipelineBook:
             return None
         return Opportunity.from_record(value).position
 
-    def apply(self, event: OpportunityEvent, move: Move | None) -> bool:
+    def apply(self, event: OpportunityEvent, move: Move | None, line: float | None = None) -> bool:
         """Apply one opportunity event, given the funnel's `move` for it.
+
+        An opportunity closed before `line` (`closed_retention` behind the newest event) is
+        forgotten first, as the funnel book does: the event finds it unknown.
 
         Returns:
             True when the event was late (SPEC §1): it changed nothing.
         """
+        key = event.opportunity_id
+        self._forget(key, line)
         if move is None:
-            move = opportunity_move(self.spec, self.position(event.opportunity_id), event)
+            move = opportunity_move(self.spec, self.position(key), event)
         if move.effect is Effect.LATE:
             return True
-        key = event.opportunity_id
         value = self.records.get(key)
         if value is None:
             if move.position is not None and not isinstance(event, OpportunityAmountChanged):
@@ -270,6 +275,24 @@ class PipelineBook:
         end = deadline(self.spec, opp.position)
         if end is not None:
             self._deadlines.add(key, end, expiry_contribution(opp))
+
+    def _forget(self, key: str, line: float | None) -> bool:
+        """Forget the opportunity when it closed before `line`; True when it did."""
+        value = self.records.get(key) if line is not None else None
+        if value is None:
+            return False
+        opp = Opportunity.from_record(value)
+        if not forgotten(self.spec, opp.position, line):
+            return False
+        if self.spec.is_open(opp.stage):
+            self._index(key, opp, -1)  # expired, not yet written: no longer counted anywhere
+        self.records.delete(key)
+        return True
+
+    def retire(self, line: float) -> int:
+        """Forget every opportunity closed before `line` (what `apply` would forget on its
+        next event anyway, so when this runs changes no number); how many."""
+        return sum(self._forget(key, line) for key in [key for key, _ in self.records.items()])
 
     def rebuild(self) -> None:
         """Recompute the derived open totals from `records` (after `records.load()`)."""

@@ -106,6 +106,25 @@ def deadline(spec: FunnelSpec, position: Position) -> float | None:
     return None if seconds is None else position.entered_at + seconds
 
 
+def closed_at(spec: FunnelSpec, position: Position) -> float | None:
+    """When an entity at `position` closed: its entry into a terminal stage (or a stage no
+    longer configured), else the deadline its expiry closes it at; None while it stays open.
+    """
+    if not spec.is_open(position.stage):
+        return position.entered_at
+    return deadline(spec, position)
+
+
+def forgotten(spec: FunnelSpec, position: Position, line: float | None) -> bool:
+    """True when the entity at `position` closed before `line` (`closed_retention`): an
+    event about it then finds it unknown. A `line` of None forgets nothing.
+    """
+    if line is None:
+        return False
+    end = closed_at(spec, position)
+    return end is not None and end < line
+
+
 def due(spec: FunnelSpec, position: Position, at: float) -> Expiry | None:
     """The expiry an event dated `at` finds due (its deadline is before `at`), or None."""
     end = deadline(spec, position)

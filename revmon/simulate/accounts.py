@@ -32,6 +32,9 @@ def new_account(world: World) -> Account:
     """A fresh account of a random tier, remembered as a prospect for later leads."""
     tier = world.rng.choices(TIERS, cum_weights=_TIER_CUM)[0]
     account = Account(world.new_id("acc"), tier, world.chance(world.config.neglected_accounts))
+    world.accounts_seen += 1
+    if world.config.market is not None and len(world.market) < world.config.market:
+        world.market.append(account)
     pool = world.prospects
     if len(pool) < _PROSPECT_POOL:
         pool.append(account)
@@ -41,7 +44,14 @@ def new_account(world: World) -> Account:
 
 
 def for_lead(world: World) -> Account:
-    """The account of a new lead: usually new, sometimes one already known (or a customer)."""
+    """The account of a new lead: usually new, sometimes one already known (or a customer).
+
+    With a `market`, once that many accounts were seen every lead comes from one of them.
+    """
+    market = world.config.market
+    if market is not None and world.accounts_seen >= market:
+        chosen: Account = world.pick(world.market)
+        return chosen
     if world.prospects and world.chance(_KNOWN_ACCOUNT):
         known: Account = world.pick(world.prospects)
         return known

@@ -57,6 +57,9 @@ class SimulationConfig:
     # v2: the opening book arrives as a CRM connection does, as snapshot loads (open
     # leads and deals with `snapshot: true` and `entered_at`), not as new creations.
     snapshot_load: bool = True
+    # The accounts there are to sell to; None: unbounded. Once this many were seen, every
+    # new lead comes from one of them (a steady business for long runs: `bench/soak.py`).
+    market: int | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.start.utcoffset() is None:
@@ -64,6 +67,8 @@ class SimulationConfig:
         object.__setattr__(self, "start", self.start.astimezone(UTC))
         if self.days < 0 or self.leads_per_day < 0:
             raise ValueError("days and leads_per_day cannot be negative")
+        if self.market is not None and self.market < 1:
+            raise ValueError("market must be at least one account")
         if not self.lead_stages or not self.opportunity_stages:
             raise ValueError("each funnel needs at least one open stage")
         rates = (*self.lead_advance, *self.opportunity_advance, self.renewal_win)

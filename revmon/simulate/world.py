@@ -36,6 +36,8 @@ class World:
         self.now = self.start
         self.mrr = 0.0  # of active subscriptions, for costs that grow with the customer base
         self.prospects: list[Account] = []
+        self.market: list[Account] = []  # every account seen, up to `config.market`
+        self.accounts_seen = 0
         self._heap: list[tuple[int, int, Action, tuple[Any, ...]]] = []
         self._seq = 0
         self._emitted = 0

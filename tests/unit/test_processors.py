@@ -83,7 +83,7 @@ class FakeEngine(NoEngine):
         self.late = set(late)
         self.applied: list[tuple[str, int]] = []
 
-    def apply(self, event: Event, partition: int) -> bool:
+    def apply(self, event: Event, partition: int, newest: float | None = None) -> bool:
         """Record the event; True when its id was declared late."""
         self.applied.append((event.event_id, partition))
         return event.event_id in self.late
@@ -711,7 +711,7 @@ class RoutingEngine(NoEngine):
         """Remember the message the next events come from."""
         self.source = (topic, partition, offset)
 
-    def apply(self, event: Event, partition: int) -> bool:
+    def apply(self, event: Event, partition: int, newest: float | None = None) -> bool:
         """Send the event onwards."""
         self.sent.append((self.source, event.event_id))
         return False
