@@ -2,12 +2,18 @@
 memory and state stay flat once the windows are full.
 
 A `revmon run` worker (event clock, memory store, embedded broker) gets a simulated
-history at a steady rate, one event per message. Every few seconds the worker's resident
-memory (`VmRSS`) and the simulated day it has reached (the watermark) are sampled. At the
-end the state changelogs are read once, puts and deletes applied in order, which gives
-the live state (keys and bytes, what a compacted changelog keeps) at each sample's wall
-time. Both saw-tooth: the journal is trimmed, old dedupe ids forgotten and windows
-expired at each snapshot. Once the longest window and the dedupe horizon are full, the
+history at a steady rate, one event per message. The simulated business is steady too,
+so that a flat curve is what a correct daemon must show: a constant lead rate (no yearly
+growth), a finite market of accounts that new leads come from once it is known, and
+customers that churn as fast as new ones sign. Closed leads and deals are forgotten after
+`--retention` (the worker's `closed_retention`, by default its shortest allowed value).
+
+Every few seconds the worker's resident memory (`VmRSS`) and the simulated day it has
+reached (the watermark) are sampled. At the end the state changelogs are read once, puts
+and deletes applied in order, which gives the live state (keys and bytes, what a
+compacted changelog keeps) at each sample's wall time. Both saw-tooth: the journal is
+trimmed, old dedupe ids and closed entities forgotten and windows expired at each
+snapshot. Once the longest window, the retention and the dedupe horizon are full, the
 peaks of the first half of the remaining samples are compared with those of the second
 half: they must not grow by more than `--tolerance`.
 
@@ -73,17 +79,31 @@ def watermark(port: int) -> float | None:
     return None
 
 
-def worker_config(tmp: Path, servers: str) -> tuple[Path, Settings, int]:
+# The steady business (see the module's docstring): churn that balances the new customers
+# of 100 leads a day, and the accounts there are to sell to.
+STEADY = {"lead_growth": 0.0, "monthly_cancel": 0.04, "annual_billing": 0.0}
+MARKET_PER_DAILY_LEAD = 50
+
+
+def worker_config(
+    tmp: Path, servers: str, retention: str, snapshot_every: int
+) -> tuple[Path, Settings, int]:
     """A `revmon run` config on its own topics; the path, its settings and its web port."""
     tag = uuid.uuid4().hex[:8]
     port = free_port()
     config = {
         "broker": f"kafka://{servers}",
         "clock": "event",
+        "closed_retention": retention,
         "web_port": port,
         "topics": {n: f"soak{tag}.{n}" for n in ("crm", "marketing", "billing", "metrics")}
         | {"dead_letter": f"soak{tag}.dlq", "alerts": f"soak{tag}.alerts"},
-        "worker": {"app_id": f"soak-{tag}", "store": "memory", "data_dir": str(tmp / tag)},
+        "worker": {
+            "app_id": f"soak-{tag}",
+            "store": "memory",
+            "data_dir": str(tmp / tag),
+            "snapshot_every": snapshot_every,
+        },
     }
     path = tmp / "soak.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -129,7 +149,9 @@ async def live_state(
 def soak(args: argparse.Namespace, history: Path, start_at: float, count: int) -> list[Sample]:
     """Run the worker under the steady load; the samples."""
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        config, settings, port = worker_config(Path(tmp), broker.bootstrap_servers)
+        config, settings, port = worker_config(
+            Path(tmp), broker.bootstrap_servers, args.retention, args.snapshot_every
+        )
         connection = Connection(broker.bootstrap_servers, settings.kafka)
         topics = settings.topics
         asyncio.run(ensure_topics(connection, [*topics.inputs, topics.dead_letter], 4))
@@ -174,19 +196,34 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=240.0, help="wall time of the feed")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--tolerance", type=float, default=0.15, help="allowed growth")
+    parser.add_argument(
+        "--retention", default="365d", help="the worker's closed_retention (default 365d)"
+    )
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=10_000,
+        help="the worker's worker.snapshot_every: the saw-tooth's period, in changes",
+    )
     args = parser.parse_args()
     if args.days < 30:
         parser.error("a soak runs at least 30 simulated days")
     configure("WARNING")
-    settings = load_settings()
-    # Full windows: the longest window any book keeps (the pipeline's 365-day forecast)
-    # and the dedupe horizon have passed.
+    settings = load_settings(None, closed_retention=args.retention)
+    # Full windows: the longest window any book keeps (the pipeline's 365-day forecast),
+    # the retention of closed entities and the dedupe horizon have passed.
     longest = max(*(w.seconds for w in settings.window_list), PACE_WINDOWS[-1].seconds)
-    full_day = (max(longest, FORECAST_HORIZON) + settings.dedupe_horizon) / DAY
+    retention = settings.closed_retention or 0.0
+    full_day = (max(longest, FORECAST_HORIZON, retention) + settings.dedupe_horizon) / DAY
     with tempfile.TemporaryDirectory() as tmp:
         history = Path(tmp) / "history.jsonl"
         config = SimulationConfig.from_settings(
-            settings, days=args.days, seed=11, leads_per_day=args.leads_per_day
+            settings,
+            days=args.days,
+            seed=11,
+            leads_per_day=args.leads_per_day,
+            market=round(args.leads_per_day * MARKET_PER_DAILY_LEAD),
+            **STEADY,
         )
         count = write_jsonl(simulate(config), history)
         start_at = config.start.timestamp()

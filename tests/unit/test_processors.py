@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from revmon import __version__
+from revmon.engine import MetricEngine
 from revmon.events import EVENT_ADAPTER, EVENT_TYPES, Decoder, Event, Reason, Rejection
 from revmon.exposition import OperationsMetrics, render
 from revmon.kpi.customers import AccountFact
@@ -149,7 +150,11 @@ def make_ingest(
 ) -> Callable[..., Ingest]:
     """Build an Ingest on the shared table, metrics and dead letters (engine optional)."""
 
-    def build(engine: Any = None, wall_clock: Callable[[], float] = time.time) -> Ingest:
+    def build(
+        engine: Any = None,
+        wall_clock: Callable[[], float] = time.time,
+        snapshot_every: int | None = None,
+    ) -> Ingest:
         return Ingest(
             decoder=Decoder(
                 currency=config.currency,
@@ -162,6 +167,7 @@ def make_ingest(
             engine=engine if engine is not None else NoEngine(),
             dedupe_horizon=HORIZON,
             wall_clock=wall_clock,
+            snapshot_every=snapshot_every,
         )
 
     return build
@@ -838,3 +844,66 @@ def test_dead_letter_of_a_large_message_keeps_its_first_64_kib(
     assert carried == value[:kept]
     assert len(carried) + sum(len(k) + len(v) for k, v in headers.items()) < 1024 * 1024
     assert headers.get("revmon-truncated") == (str(len(value)).encode() if truncated else None)
+
+
+class KeptEngine(MetricEngine):
+    """The metric engine, keeping the containers of the last partition it was given."""
+
+    kept: dict[str, Any]
+
+    def ledgers(self, partition: int) -> dict[str, Any]:
+        """Fresh books; their containers are kept for the test to read."""
+        self.kept = super().ledgers(partition)
+        return self.kept
+
+
+def test_a_snapshot_forgets_closed_entities_and_a_recovered_worker_agrees(
+    make_ingest: Callable[..., Ingest],
+) -> None:
+    """Closed leads `closed_retention` behind every topic's newest event are dropped at the
+    snapshot, and what the snapshot holds is what a restarted worker recovers."""
+    config = load_settings(None, closed_retention="365d")
+    worker_engine = KeptEngine(config)
+    worker = make_ingest(worker_engine, snapshot_every=1)
+    old = "2025-01-01T00:00:00Z"
+    year_later = "2026-01-05T00:00:00Z"  # 369 days after the close
+    worker.handle(
+        [
+            msg(ev("lead.created", "e1", old, lead_id="closed"), 0),
+            msg(ev("lead.stage_changed", "e2", "2025-01-02T00:00:00Z", lead_id="closed",
+                   stage="disqualified"), 1),
+            msg(ev("lead.created", "e3", old, lead_id="open"), 2),
+            msg(ev("lead.created", "e4", year_later, lead_id="new"), 3),
+        ]
+    )  # fmt: skip
+    worker.flush()
+    leads = worker_engine.kept["funnel.lead"]
+    assert {key for key, _ in leads.items()} == {"open", "new"}
+
+    restarted_engine = KeptEngine(config)
+    make_ingest(restarted_engine).state(0)
+    recovered = restarted_engine.kept["funnel.lead"]
+    assert dict(recovered.items()) == dict(leads.items())
+
+
+def test_a_snapshot_waits_for_the_slowest_topic_before_forgetting(
+    make_ingest: Callable[..., Ingest],
+) -> None:
+    """An event on a topic that is behind could still find the entity: it is kept until
+    every topic's newest event is past the retention."""
+    config = load_settings(None, closed_retention="365d")
+    engine = KeptEngine(config)
+    worker = make_ingest(engine, snapshot_every=1)
+    worker.handle(
+        [
+            msg(ev("lead.created", "e1", "2025-01-01T00:00:00Z", lead_id="closed",
+                   stage="sql"), 0),
+            msg(ev("lead.stage_changed", "e2", "2025-01-02T00:00:00Z", lead_id="closed",
+                   stage="opportunity"), 1),
+            msg(ev("expense.recorded", "e3", "2025-06-01T00:00:00Z", category="tools",
+                   amount=5), 0, topic=BILLING),
+            msg(ev("lead.created", "e4", "2026-06-01T00:00:00Z", lead_id="new"), 2),
+        ]
+    )  # fmt: skip
+    worker.flush()
+    assert {key for key, _ in engine.kept["funnel.lead"].items()} == {"closed", "new"}

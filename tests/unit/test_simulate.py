@@ -256,3 +256,23 @@ def test_snapshots_can_be_turned_off() -> None:
     events = list(simulate(SimulationConfig(days=3, seed=2, snapshot_load=False)))
 
     assert not [e for e in events if "snapshot" in e]
+
+
+@pytest.mark.parametrize("market", [800, 1_500])
+def test_a_market_bounds_the_accounts_new_leads_come_from(market: int) -> None:
+    """With `market`, accounts stop being new once that many were seen (steady long runs)."""
+
+    def accounts_and_leads(**knobs: Any) -> tuple[int, int]:
+        config = SimulationConfig(days=120, seed=3, leads_per_day=40, **knobs)
+        events = list(simulate(config))
+        accounts = {e["account_id"] for e in events if "account_id" in e}
+        return len(accounts), sum(e["type"] == "lead.created" for e in events)
+
+    accounts, leads = accounts_and_leads(market=market)
+    assert accounts <= market < leads  # leads went on coming, from known accounts
+    assert accounts_and_leads()[0] > 2 * market  # without a market, new accounts
+
+
+def test_a_market_of_no_accounts_is_refused() -> None:
+    with pytest.raises(ValueError, match="market"):
+        SimulationConfig(days=1, seed=1, market=0)
