@@ -61,6 +61,11 @@ class Opportunity:
             expires,
         )
 
+    @staticmethod
+    def position_of(value: Any) -> Position:
+        """The position of a stored record, without decoding the rest of it."""
+        return Position(value[2], value[3], value[9] if len(value) > 9 else True)
+
     @property
     def position(self) -> Position:
         """Where it is, as the funnel sees it."""

@@ -150,9 +150,7 @@ class PipelineBook:
     def position(self, opportunity_id: str) -> Position | None:
         """Where the opportunity is (what `funnel.create`/`funnel.move` take), or None."""
         value = self.records.get(opportunity_id)
-        if value is None:
-            return None
-        return Opportunity.from_record(value).position
+        return None if value is None else Opportunity.position_of(value)
 
     def apply(self, event: OpportunityEvent, move: Move | None, line: float | None = None) -> bool:
         """Apply one opportunity event, given the funnel's `move` for it.
@@ -279,11 +277,9 @@ class PipelineBook:
     def _forget(self, key: str, line: float | None) -> bool:
         """Forget the opportunity when it closed before `line`; True when it did."""
         value = self.records.get(key) if line is not None else None
-        if value is None:
+        if value is None or not forgotten(self.spec, Opportunity.position_of(value), line):
             return False
         opp = Opportunity.from_record(value)
-        if not forgotten(self.spec, opp.position, line):
-            return False
         if self.spec.is_open(opp.stage):
             self._index(key, opp, -1)  # expired, not yet written: no longer counted anywhere
         self.records.delete(key)
