@@ -44,7 +44,8 @@ __all__ = [
 DEFAULT_FETCH_TIMEOUT = 0.2
 #: Seconds a whole probe may take, connecting included.
 DEFAULT_TIME_LIMIT = 15.0
-#: How long the worker's consumer lets the broker hold a fetch that found nothing.
+#: How long the worker's consumer lets the broker hold a fetch that found nothing (an
+#: app may set `fetch_max_wait_ms` for its own: `revmon replay` waits less).
 WORKER_FETCH_MAX_WAIT_MS = 100
 
 
@@ -159,7 +160,8 @@ class TrueEndConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ign
         # that long even when records arrive meanwhile, so new input would wait up to
         # 1.5 s per hop (input, then account facts); on Kafka a fetch returns as soon as
         # records arrive, and a shorter wait only means more empty polls when idle.
-        consumer._fetch_max_wait_ms = WORKER_FETCH_MAX_WAIT_MS
+        wait = getattr(self.app, "fetch_max_wait_ms", WORKER_FETCH_MAX_WAIT_MS)
+        consumer._fetch_max_wait_ms = wait
         return consumer
 
     async def _highwaters(self, partitions: Iterable[TopicPartition]) -> Mapping[Any, int]:

@@ -40,19 +40,24 @@ def summed(texts: list[str]) -> dict[Series, float]:
     return dict(total)
 
 
-def settled_sum(ports: list[int], limit: float = 60) -> dict[Series, float]:
+def settled_sum(ports: list[int], limit: float = 120) -> dict[Series, float]:
     """The summed expositions once two rounds a second apart agree."""
     deadline = time.monotonic() + limit
     previous: dict[Series, float] | None = None
+    changing: list[Series] = []
     while time.monotonic() < deadline:
         texts = [scrape(port) for port in ports]
         if all(text is not None for text in texts):
             current = summed([t for t in texts if t is not None])
             if current == previous:
                 return current
+            if previous is not None:
+                keys = set(current) | set(previous)
+                changing = sorted(k for k in keys if current.get(k) != previous.get(k))
             previous = current
         time.sleep(1.0)
-    raise AssertionError("the summed metrics did not settle")
+    shown = ", ".join(f"{name}{dict(labels)}" for name, labels in changing[:5])
+    raise AssertionError(f"the summed metrics did not settle: {len(changing)} changing ({shown})")
 
 
 @dataclass(frozen=True)

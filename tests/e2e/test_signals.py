@@ -65,6 +65,15 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def short_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short history: enough for the moments that do not need a long replay."""
+    out = tmp_path_factory.mktemp("short") / "history.jsonl"
+    result = revmon("simulate", "--days", "45", "--seed", "3", "--out", str(out), timeout=120)
+    assert result.code == 0, result.stderr
+    return out
+
+
 def _env(port: int, **extra: str) -> dict[str, str]:
     return clean_env(REVMON_WEB_PORT=str(port), **extra)
 
@@ -125,10 +134,12 @@ SIGNALS = [pytest.param(signal.SIGINT, id="sigint"), pytest.param(signal.SIGTERM
     ],
 )
 def test_replay_ends_on_a_signal(
-    history: Path, tmp_path: Path, moment: Moment, sig: signal.Signals
+    request: pytest.FixtureRequest, tmp_path: Path, moment: Moment, sig: signal.Signals
 ) -> None:
     """`revmon replay` ends within 10 s on SIGINT or SIGTERM, broker child included."""
     port = free_port()
+    # Only a signal while processing needs a replay that takes several seconds.
+    history = request.getfixturevalue("history" if moment is PROCESSING_REPLAY else "short_history")
     argv = revmon_argv("replay", str(history), "--metrics-out", str(tmp_path / "m.prom"))
     interrupt(argv, moment, sig, tmp_path, _env(port), port)
 
