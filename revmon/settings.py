@@ -46,6 +46,7 @@ ENV_PREFIX = "REVMON_"
 CLOSED_RETENTION_FLOOR = 365 * 86_400.0
 CONFIG_ENV = "REVMON_CONFIG"
 
+_NAMES_A_KEY = re.compile(r"^[a-z_]+(\.[a-z_]+)*: ")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -80,6 +81,15 @@ def _positive(seconds: float) -> float:
 
 
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+
+
+def _null_text(value: object) -> object:
+    # `REVMON_CLOSED_RETENTION=null`: an environment variable can only say null in words.
+    return None if isinstance(value, str) and value.strip().lower() == "null" else value
+
+
+#: A positive duration, or null (YAML `null`, or the text `null` in an environment variable).
+OptionalDuration = Annotated[PositiveDuration | None, BeforeValidator(_null_text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +571,7 @@ class Settings(BaseSettings):
     publish_interval: PositiveDuration
     dedupe_horizon: PositiveDuration
     #: How long after its close a closed lead or opportunity is remembered (None: always).
-    closed_retention: PositiveDuration | None
+    closed_retention: OptionalDuration
     alertmanager_url: Annotated[str | None, AfterValidator(_check_http_url)]
     alertmanager_username: Annotated[str, Field(min_length=1)] | None
     alertmanager_password: SecretStr | None
@@ -768,7 +778,10 @@ def _describe(exc: ValidationError) -> str:
         msg = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             msg = "unknown key"
-        parts.append(f"{loc or '(top level)'}: {msg}")
+        if not loc and _NAMES_A_KEY.match(msg):
+            parts.append(msg)  # a check across keys that names the key itself
+        else:
+            parts.append(f"{loc or '(top level)'}: {msg}")
     return "; ".join(parts)
 
 

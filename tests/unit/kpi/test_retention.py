@@ -283,3 +283,14 @@ def test_a_retention_shorter_than_a_year_is_refused_in_one_line(value: str) -> N
 def test_a_retention_shorter_than_the_longest_window_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 400d"):
         load_settings(None, windows=["7d", "400d"], closed_retention="365d")
+
+
+@pytest.mark.parametrize(
+    ("env", "seconds"),
+    [("null", None), ("NULL", None), ("400d", 400 * DAY), ("730d", 730 * DAY)],
+)
+def test_the_retention_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: str, seconds: float | None
+) -> None:
+    monkeypatch.setenv("REVMON_CLOSED_RETENTION", env)
+    assert load_settings(None).closed_retention == seconds
