@@ -4,9 +4,10 @@ memory and state stay flat once the windows are full.
 A `revmon run` worker (event clock, memory store, embedded broker) gets a simulated
 history at a steady rate, one event per message. The simulated business is steady too,
 so that a flat curve is what a correct daemon must show: a constant lead rate (no yearly
-growth), a finite market of accounts that new leads come from once it is known, and
-customers that churn as fast as new ones sign. Closed leads and deals are forgotten after
-`--retention` (the worker's `closed_retention`, by default its shortest allowed value).
+growth, no seasonal wave), a finite market of accounts that new leads come from once it
+is known, and customers that churn as fast as new ones sign. Closed leads and deals are
+forgotten after `--retention` (the worker's `closed_retention`, by default its shortest
+allowed value).
 
 Every few seconds the worker's resident memory (`VmRSS`) and the simulated day it has
 reached (the watermark) are sampled. At the end the state changelogs are read once, puts
@@ -81,7 +82,7 @@ def watermark(port: int) -> float | None:
 
 # The steady business (see the module's docstring): churn that balances the new customers
 # of 100 leads a day, and the accounts there are to sell to.
-STEADY = {"lead_growth": 0.0, "monthly_cancel": 0.04, "annual_billing": 0.0}
+STEADY = {"lead_growth": 0.0, "yearly_wave": 0.0, "monthly_cancel": 0.04, "annual_billing": 0.0}
 MARKET_PER_DAILY_LEAD = 50
 
 

@@ -34,6 +34,7 @@ class SimulationConfig:
     start: datetime = DEFAULT_START
     leads_per_day: float = 40.0
     lead_growth: float = 0.25  # yearly growth of lead volume and of the team's costs
+    yearly_wave: float = 0.12  # amplitude of the seasonal swing of lead volume
     opening_customers: int | None = None  # customers at `start`; None: 10 per daily lead
     lead_stages: tuple[str, ...] = ("name", "mql", "sql")
     lead_converted: str = "opportunity"

@@ -72,7 +72,8 @@ def _volume(world: World) -> float:
     config = world.config
     years = (world.now - world.start) / (365 * DAY)
     weekday = (world.now // DAY + 3) % 7
-    wave = 1.0 + 0.12 * math.sin(2 * math.pi * moment(world.now).timetuple().tm_yday / 365)
+    day_of_year = moment(world.now).timetuple().tm_yday
+    wave = 1.0 + config.yearly_wave * math.sin(2 * math.pi * day_of_year / 365)
     growth = math.pow(1.0 + config.lead_growth, years)
     return config.leads_per_day * growth * wave * _weekday(weekday)
 

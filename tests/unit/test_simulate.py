@@ -276,3 +276,22 @@ def test_a_market_bounds_the_accounts_new_leads_come_from(market: int) -> None:
 def test_a_market_of_no_accounts_is_refused() -> None:
     with pytest.raises(ValueError, match="market"):
         SimulationConfig(days=1, seed=1, market=0)
+
+
+def test_without_growth_and_wave_the_lead_rate_is_steady() -> None:
+    """`lead_growth=0, yearly_wave=0` (the soak's steady business): each quarter brings
+    about as many new names; with the default wave the quarters differ."""
+
+    def per_quarter(**knobs: Any) -> list[int]:
+        config = SimulationConfig(days=360, seed=5, leads_per_day=40, **knobs)
+        counts = collections.Counter(
+            int((_at(e) - config.start).days // 90)
+            for e in simulate(config)
+            if e["type"] == "lead.created" and not e.get("snapshot")
+        )
+        return [counts[q] for q in range(4)]
+
+    steady = per_quarter(lead_growth=0.0, yearly_wave=0.0)
+    assert max(steady) / min(steady) < 1.05, steady
+    waving = per_quarter(lead_growth=0.0)
+    assert max(waving) / min(waving) > 1.1, waving
