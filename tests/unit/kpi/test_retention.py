@@ -8,9 +8,7 @@ at random points, and compares every exported series.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -20,15 +18,15 @@ from hypothesis import strategies as st
 
 from revmon.engine import MetricEngine, PartitionBooks
 from revmon.errors import ConfigError
-from revmon.events import EVENT_ADAPTER, Event
+from revmon.events import Event
 from revmon.kpi import forecast, funnel, marketing, pipeline
 from revmon.kpi.stages import Position, closed_at, forgotten
 from revmon.settings import Settings, load_settings
+from tests.unit.kpi.test_expiry import _event
 
 DAY = 86_400.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 RETENTION = 365 * DAY
-_ids = itertools.count()
 
 
 @cache
@@ -41,16 +39,6 @@ def _settings() -> Settings:
             "opportunity": {"expire": {"proposal": "30d"}},
         },
     )
-
-
-def _event(type_: str, at: float, /, **fields: Any) -> Event:
-    data = {
-        "type": type_,
-        "event_id": f"r{next(_ids)}",
-        "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
-        **fields,
-    }
-    return EVENT_ADAPTER.validate_python({k: v for k, v in data.items() if v is not None})
 
 
 def exported(books: PartitionBooks, now: float) -> dict[str, float]:
